@@ -1,0 +1,40 @@
+//! PostgreSQL logical replication for Tributary.
+//!
+//! This crate owns everything that speaks PostgreSQL's protocols; the daemon
+//! (`tributary`) owns everything about envelopes, the lake and checkpoints.
+//!
+//! ```text
+//!   walsender ──pgoutput v2──▶ ReplicationStream ──▶ PgoutputDecoder ──▶ PgEvent (committed txns, commit order)
+//!                                    ▲                      │ streamed in-progress chunks
+//!                                    │ ack(flush LSN)       ▼
+//!                               daemon sink side     TransactionBuffer (memory budget, spills to disk)
+//! ```
+//!
+//! API the daemon uses (implemented in the modules below):
+//! - [`Lsn`]: the LSN newtype (`X/X` text form, serde as string).
+//! - [`PgReplication::start`] → [`PgReplication::next`] yields [`PgEvent`]s:
+//!   only committed transactions, in commit order, as `Begin`, `Change`…,
+//!   `Commit`; `Relation` events precede the first change that uses a (new
+//!   version of a) relation; `Keepalive` reports that every commit at or below
+//!   `wal_end` has been delivered. [`PgReplication::ack`] reports the durable
+//!   flush LSN; it is sent to the server promptly (not only on keepalives) and
+//!   never exceeds what the caller passed.
+//! - [`catalog`]: catalog queries over `tokio-postgres` (type resolution,
+//!   tables of a publication/schema, replica identity, primary keys).
+//! - [`slot`]: create/reuse slot and publication; slot state queries.
+//! - [`preflight`]: the checks behind `tributary check`.
+
+pub mod catalog;
+pub mod decoder;
+pub mod error;
+pub mod lsn;
+pub mod preflight;
+pub mod replication;
+pub mod slot;
+pub mod transaction_buffer;
+
+pub use catalog::{PgTypeInfo, PgTypeKind};
+pub use decoder::{Cell, ChangeKind, PgChange, PgEvent, RelColumn, RelationDesc, ReplicaIdentity, Tuple};
+pub use error::PgError;
+pub use lsn::Lsn;
+pub use replication::{PgReplication, PgReplicationConfig};

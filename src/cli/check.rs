@@ -1,0 +1,90 @@
+//! `tributary check`: connect to every source and sink and report every
+//! problem at once, each with the SQL or action that fixes it.
+
+use std::fmt::Write as _;
+
+use tributary_postgres::preflight::{self, PreflightConfig, Problem};
+
+use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::sink::LakeStore;
+use crate::source::postgres::{connect_catalog, publication_tables, source_conninfo};
+
+/// The report of `check`: human text and whether everything is fine.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub text: String,
+    pub ok: bool,
+}
+
+/// Runs all checks. Never stops at the first problem.
+pub async fn check(config: &Config) -> CheckReport {
+    let mut text = String::new();
+    let mut ok = true;
+    for (name, sink) in &config.sink {
+        let SinkConfig::Lake(lake) = sink;
+        match probe_lake(&lake.url).await {
+            Ok(()) => {
+                let _ = writeln!(text, "ok    sink {name}: {} is writable", lake.url);
+            }
+            Err(problem) => {
+                ok = false;
+                let _ = writeln!(text, "FAIL  sink {name}: {problem}");
+            }
+        }
+    }
+    for source in &config.source {
+        match source {
+            SourceConfig::Postgres(pg) => {
+                let problems = check_postgres(pg).await;
+                if problems.is_empty() {
+                    let _ = writeln!(text, "ok    source {}: {} is ready for logical replication", pg.name, pg.describe());
+                }
+                for problem in problems {
+                    ok = false;
+                    let _ = writeln!(text, "FAIL  source {}: {}\n      fix: {}", pg.name, problem.what, problem.fix);
+                }
+            }
+        }
+    }
+    CheckReport { text, ok }
+}
+
+async fn probe_lake(url: &str) -> Result<(), String> {
+    let store = LakeStore::from_url(url).map_err(|e| e.to_string())?;
+    let path = "_tributary_check_probe";
+    store
+        .put_durable(path, bytes::Bytes::from_static(b"probe"))
+        .await
+        .map_err(|e| e.to_string())?;
+    store.delete(path).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn check_postgres(pg: &crate::config::PostgresSourceConfig) -> Vec<Problem> {
+    let conninfo = match source_conninfo(pg) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Problem {
+                what: e.to_string(),
+                fix: "set the password through ${ENV} or password_file".into(),
+            }];
+        }
+    };
+    let client = match connect_catalog(&conninfo).await {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Problem {
+                what: format!("cannot connect to {}: {e}", pg.describe()),
+                fix: "check host, port, user, password and pg_hba.conf; the server must accept connections from this host".into(),
+            }];
+        }
+    };
+    let cfg = PreflightConfig {
+        slot: pg.slot.clone(),
+        publication: pg.publication.clone(),
+        tables: publication_tables(pg),
+        manage_publication: pg.manage_publication,
+        user: pg.user.clone(),
+    };
+    preflight::preflight(&client, &cfg).await
+}

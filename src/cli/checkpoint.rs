@@ -1,0 +1,132 @@
+//! `tributary checkpoint show|reset`: inspect and move a source's checkpoint.
+//!
+//! Reset refuses positions the slot can no longer serve: PostgreSQL releases
+//! WAL up to the slot's `confirmed_flush_lsn`, so an earlier LSN cannot be
+//! streamed again; re-copying older data is what snapshots are for.
+
+use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore};
+use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::position::{ResumePoint, format_lsn, parse_lsn};
+use crate::sink::{LakeStore, ManifestWriter};
+use crate::source::postgres::{connect_catalog, source_conninfo};
+
+fn store_for(config: &Config, source: &SourceConfig) -> Result<LakeStore, String> {
+    let SinkConfig::Lake(lake) = &config.sink[source.sink()];
+    LakeStore::from_url(&lake.url).map_err(|e| e.to_string())
+}
+
+fn find<'a>(config: &'a Config, name: &str) -> Result<&'a SourceConfig, String> {
+    config
+        .source
+        .iter()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = config.source.iter().map(|s| s.name()).collect();
+            format!("no source named {name:?}; configured sources: [{}]", names.join(", "))
+        })
+}
+
+/// Text for `checkpoint show`.
+pub async fn show(config: &Config, only: Option<&str>) -> Result<String, String> {
+    let mut out = String::new();
+    for source in &config.source {
+        if only.is_some_and(|o| o != source.name()) {
+            continue;
+        }
+        let store = store_for(config, source)?;
+        let checkpoints = CheckpointStore::new(store, source.name());
+        let checkpoint = checkpoints.load().await.map_err(|e| e.to_string())?;
+        match checkpoint {
+            None => out.push_str(&format!("{}: no checkpoint yet (starts at the slot's position)\n", source.name())),
+            Some(c) => {
+                let resume = c.resume.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "slot position".into());
+                let last = c.last_position.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+                out.push_str(&format!(
+                    "{}: resume at {resume}; last durable change {last}; manifest {}; transaction complete: {}; updated {}\n",
+                    source.name(),
+                    c.manifest_seq,
+                    c.txn_complete,
+                    c.updated_at
+                ));
+            }
+        }
+    }
+    if let Some(name) = only {
+        find(config, name)?;
+    }
+    Ok(out)
+}
+
+/// `checkpoint reset --to LSN`.
+pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, String> {
+    let source = find(config, name)?;
+    let target = parse_lsn(to).ok_or_else(|| format!("{to:?} is not an LSN; write it as PostgreSQL prints it, e.g. 0/16B3748"))?;
+    let SourceConfig::Postgres(pg) = source;
+    let conninfo = source_conninfo(pg).map_err(|e| e.to_string())?;
+    let client = connect_catalog(&conninfo).await.map_err(|e| e.to_string())?;
+    let row = client
+        .query_opt(
+            "SELECT active_pid, confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1",
+            &[&pg.slot],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("replication slot {:?} does not exist; start the daemon once to create it", pg.slot))?;
+    let active: Option<i32> = row.get(0);
+    if let Some(pid) = active {
+        return Err(format!(
+            "replication slot {:?} is in use by PID {pid}; stop the daemon before resetting its checkpoint",
+            pg.slot
+        ));
+    }
+    let confirmed = row.get::<_, Option<String>>(1).and_then(|t| parse_lsn(&t)).unwrap_or(0);
+    let wal_status: Option<String> = row.get(2);
+    if wal_status.as_deref() == Some("lost") {
+        return Err(format!(
+            "replication slot {:?} has lost required WAL (wal_status = lost); it can serve no position: drop and recreate it and re-snapshot the tables",
+            pg.slot
+        ));
+    }
+    if target < confirmed {
+        return Err(format!(
+            "cannot reset to {}: slot {:?} has confirmed {} and PostgreSQL has released the WAL before it, so those changes cannot be streamed again; to re-copy older data, re-snapshot the tables instead",
+            format_lsn(target),
+            pg.slot,
+            format_lsn(confirmed)
+        ));
+    }
+    let current: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    let current = parse_lsn(&current).unwrap_or(u64::MAX);
+    if target > current {
+        return Err(format!(
+            "cannot reset to {}: it is beyond the server's current WAL position {}",
+            format_lsn(target),
+            format_lsn(current)
+        ));
+    }
+    let store = store_for(config, source)?;
+    let manifests = ManifestWriter::new(store.clone(), name);
+    let latest = manifests.latest().await.map_err(|e| e.to_string())?;
+    let checkpoint = Checkpoint {
+        checkpoint_version: CHECKPOINT_VERSION,
+        source: name.to_string(),
+        manifest_seq: latest.map(|m| m.seq).unwrap_or(0),
+        last_position: None,
+        resume: Some(ResumePoint::Postgres { lsn: target }),
+        txn_complete: true,
+        updated_at: chrono::Utc::now().to_rfc3339(),
+    };
+    CheckpointStore::new(store, name)
+        .save(&checkpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{name}: checkpoint reset; the next run resumes at {} (slot confirmed {})",
+        format_lsn(target),
+        format_lsn(confirmed)
+    ))
+}

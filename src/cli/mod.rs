@@ -1,0 +1,62 @@
+//! The command line: `run`, `check`, `checkpoint show|reset`.
+//!
+//! Lives in the library (not `main.rs`) so integration tests drive the same
+//! code paths operators do. `main.rs` only parses arguments, sets up logging
+//! and signals, and maps errors to exit codes.
+
+pub mod check;
+pub mod checkpoint;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Tributary: change data capture into Parquet deltas and bronze merge manifests.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every configured source until SIGINT/SIGTERM.
+    Run {
+        /// Path to the TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Connect to every source and sink and report every problem with its fix.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Inspect or move a source's checkpoint.
+    Checkpoint {
+        #[command(subcommand)]
+        action: CheckpointAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointAction {
+    /// Print the checkpoint of each source (or one).
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Move a source's checkpoint to an LSN the slot can still serve
+    /// (the daemon must be stopped).
+    Reset {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        source: String,
+        /// Target LSN, e.g. 0/16B3748.
+        #[arg(long)]
+        to: String,
+    },
+}

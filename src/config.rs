@@ -1,0 +1,589 @@
+//! Daemon configuration: the TOML a DBA writes, parsed into serde structs and
+//! checked by a pure [`Config::validate`].
+//!
+//! Sits at the very start of the data path: it decides which sources run,
+//! which sink each writes to, and how often the sink flushes. Every struct
+//! rejects unknown keys, and every validation error names the key path
+//! (`source[0].slot`) so an operator can find the line to fix. Secrets never
+//! live in the file: a password is `${ENV_VAR}` or `password_file`, and
+//! [`Secret`] never prints its value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// How often a sink flushes when changes keep arriving slowly: 500 ms keeps
+/// commit-to-lake latency p99 under one second while producing at most two
+/// files per table per second.
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 500;
+/// Rows buffered before a flush: 100K narrow rows encode to a few MB of
+/// Parquet, big enough for efficient scans, small enough to bound memory.
+pub const DEFAULT_FLUSH_ROWS: usize = 100_000;
+/// Bytes buffered (in-memory Arrow estimate) before a flush: 64 MiB keeps the
+/// daemon's peak RSS well under 150 MB even with wide rows.
+pub const DEFAULT_FLUSH_BYTES: usize = 64 * 1024 * 1024;
+/// Memory for buffering streamed (in-progress) transactions before spilling to
+/// disk: 64 MiB, the same as PostgreSQL's default logical_decoding_work_mem.
+pub const DEFAULT_TXN_MEMORY_MB: usize = 64;
+/// PostgreSQL's standard port.
+pub const DEFAULT_PG_PORT: u16 = 5432;
+
+/// Errors found while reading or validating a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML or has a wrong key: {0}")]
+    Parse(String),
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Named sinks; sources refer to them by name.
+    #[serde(default)]
+    pub sink: BTreeMap<String, SinkConfig>,
+    #[serde(default)]
+    pub source: Vec<SourceConfig>,
+}
+
+/// The `[daemon]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Local working directory (spill files of huge transactions).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `text` (human) or `json` (one JSON object per line) logs.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            data_dir: default_data_dir(),
+            log_format: LogFormat::default(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/tributary")
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A `[sink.NAME]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Parquet deltas + bronze merge manifests on local disk or object storage.
+    Lake(LakeSinkConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSinkConfig {
+    /// `file:///abs/path` (or an absolute path), `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix`.
+    pub url: String,
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    #[serde(default = "default_flush_rows")]
+    pub flush_rows: usize,
+    #[serde(default = "default_flush_bytes")]
+    pub flush_bytes: usize,
+}
+
+fn default_flush_interval_ms() -> u64 {
+    DEFAULT_FLUSH_INTERVAL_MS
+}
+fn default_flush_rows() -> usize {
+    DEFAULT_FLUSH_ROWS
+}
+fn default_flush_bytes() -> usize {
+    DEFAULT_FLUSH_BYTES
+}
+
+/// A `[[source]]` block.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    Postgres(PostgresSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Postgres(pg) => &pg.name,
+        }
+    }
+
+    pub fn sink(&self) -> &str {
+        match self {
+            SourceConfig::Postgres(pg) => &pg.sink,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// A PostgreSQL source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// Unique name; also the top-level folder of this source in the lake.
+    pub name: String,
+    /// Name of the `[sink.NAME]` this source writes to.
+    pub sink: String,
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    /// `${ENV_VAR}` only: the password itself never belongs in the file.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file holding the password (e.g. a mounted Kubernetes secret).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// Root certificate for `verify-ca`/`verify-full`.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
+    /// Logical replication slot (pgoutput); created if missing.
+    pub slot: String,
+    /// Publication; created/extended when `manage_publication` is true.
+    pub publication: String,
+    #[serde(default = "default_true")]
+    pub manage_publication: bool,
+    /// Explicit `schema.table` list ...
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// ... or every table of one schema.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Memory for streamed in-progress transactions before spilling (MiB).
+    #[serde(default = "default_txn_memory_mb")]
+    pub txn_memory_mb: usize,
+}
+
+fn default_pg_port() -> u16 {
+    DEFAULT_PG_PORT
+}
+fn default_true() -> bool {
+    true
+}
+fn default_txn_memory_mb() -> usize {
+    DEFAULT_TXN_MEMORY_MB
+}
+
+/// A secret value that never appears in `Debug`/`Display` output.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl PostgresSourceConfig {
+    /// Resolves the password from `${ENV}` or `password_file`. Errors name
+    /// the key but never the value.
+    pub fn resolve_password(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(
+                    format!("{key}.password_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            return Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_string())));
+        }
+        match &self.password {
+            None => Ok(None),
+            Some(raw) => {
+                let var = env_reference(raw).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("{key}.password"),
+                        "a literal password is not allowed in the config file; write \"${VAR}\" and set VAR in the environment, or use password_file",
+                    )
+                })?;
+                let value = std::env::var(var).map_err(|_| {
+                    ConfigError::invalid(
+                        format!("{key}.password"),
+                        format!("environment variable {var} is not set"),
+                    )
+                })?;
+                Ok(Some(Secret(value)))
+            }
+        }
+    }
+
+    /// libpq key=value connection string (password included, so never log it;
+    /// use [`PostgresSourceConfig::describe`] for messages).
+    pub fn conninfo(&self, password: Option<&Secret>) -> String {
+        let mut parts = vec![
+            format!("host={}", quote_conninfo(&self.host)),
+            format!("port={}", self.port),
+            format!("dbname={}", quote_conninfo(&self.database)),
+            format!("user={}", quote_conninfo(&self.user)),
+            format!("sslmode={}", self.sslmode.as_str()),
+            "application_name=tributary".to_string(),
+        ];
+        if let Some(root) = &self.sslrootcert {
+            parts.push(format!("sslrootcert={}", quote_conninfo(&root.to_string_lossy())));
+        }
+        if let Some(pw) = password {
+            parts.push(format!("password={}", quote_conninfo(pw.expose())));
+        }
+        parts.join(" ")
+    }
+
+    /// Where this source connects, without secrets: `user@host:port/db`.
+    pub fn describe(&self) -> String {
+        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.database)
+    }
+
+    /// `(schema, table)` pairs from `tables`.
+    pub fn table_list(&self) -> Vec<(String, String)> {
+        self.tables
+            .iter()
+            .filter_map(|t| split_table(t))
+            .collect()
+    }
+}
+
+fn split_table(name: &str) -> Option<(String, String)> {
+    match name.split_once('.') {
+        Some((s, t)) if !s.is_empty() && !t.is_empty() && !t.contains('.') => {
+            Some((s.to_string(), t.to_string()))
+        }
+        None if !name.is_empty() => Some(("public".to_string(), name.to_string())),
+        _ => None,
+    }
+}
+
+fn quote_conninfo(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// `${NAME}` → `NAME`.
+fn env_reference(raw: &str) -> Option<&str> {
+    let inner = raw.strip_prefix("${")?.strip_suffix('}')?;
+    let valid = !inner.is_empty()
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some(inner)
+}
+
+fn valid_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything that can be checked without touching the network.
+    /// Pure: reads nothing but `self` (and the environment for `${VAR}`
+    /// presence is checked later, at connect time).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.source.is_empty() {
+            return Err(ConfigError::invalid(
+                "source",
+                "no [[source]] block; add one with kind = \"postgres\"",
+            ));
+        }
+        for (name, sink) in &self.sink {
+            let key = format!("sink.{name}");
+            match sink {
+                SinkConfig::Lake(lake) => {
+                    if lake.url.trim().is_empty() {
+                        return Err(ConfigError::invalid(format!("{key}.url"), "must not be empty"));
+                    }
+                    let url = lake.url.as_str();
+                    let known = url.starts_with('/')
+                        || ["file://", "s3://", "s3a://", "gs://", "az://", "abfs://", "abfss://", "azure://"]
+                            .iter()
+                            .any(|p| url.starts_with(p));
+                    if !known {
+                        return Err(ConfigError::invalid(
+                            format!("{key}.url"),
+                            format!("unsupported URL {url:?}; use an absolute path, file://, s3://, gs:// or az://"),
+                        ));
+                    }
+                    if lake.flush_interval_ms == 0 {
+                        return Err(ConfigError::invalid(format!("{key}.flush_interval_ms"), "must be > 0"));
+                    }
+                    if lake.flush_rows == 0 {
+                        return Err(ConfigError::invalid(format!("{key}.flush_rows"), "must be > 0"));
+                    }
+                    if lake.flush_bytes < 1024 * 1024 {
+                        return Err(ConfigError::invalid(format!("{key}.flush_bytes"), "must be at least 1048576 (1 MiB)"));
+                    }
+                }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, source) in self.source.iter().enumerate() {
+            let key = format!("source[{i}]");
+            if !valid_identifier(source.name()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    "must be 1-63 characters of a-z, 0-9 and _",
+                ));
+            }
+            if !names.insert(source.name().to_string()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("duplicate source name {:?}", source.name()),
+                ));
+            }
+            if !self.sink.contains_key(source.sink()) {
+                let known: Vec<_> = self.sink.keys().cloned().collect();
+                return Err(ConfigError::invalid(
+                    format!("{key}.sink"),
+                    format!(
+                        "no sink named {:?}; defined sinks: [{}]",
+                        source.sink(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            match source {
+                SourceConfig::Postgres(pg) => validate_postgres(&key, pg)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_postgres(key: &str, pg: &PostgresSourceConfig) -> Result<(), ConfigError> {
+    if pg.host.trim().is_empty() {
+        return Err(ConfigError::invalid(format!("{key}.host"), "must not be empty"));
+    }
+    if pg.port == 0 {
+        return Err(ConfigError::invalid(format!("{key}.port"), "must be 1-65535"));
+    }
+    if pg.database.is_empty() {
+        return Err(ConfigError::invalid(format!("{key}.database"), "must not be empty"));
+    }
+    if pg.user.is_empty() {
+        return Err(ConfigError::invalid(format!("{key}.user"), "must not be empty"));
+    }
+    if !valid_identifier(&pg.slot) {
+        return Err(ConfigError::invalid(
+            format!("{key}.slot"),
+            "a replication slot name is 1-63 characters of a-z, 0-9 and _",
+        ));
+    }
+    if pg.publication.is_empty() {
+        return Err(ConfigError::invalid(format!("{key}.publication"), "must not be empty"));
+    }
+    if pg.password.is_some() && pg.password_file.is_some() {
+        return Err(ConfigError::invalid(
+            format!("{key}.password"),
+            "set either password (\"${VAR}\") or password_file, not both",
+        ));
+    }
+    if let Some(raw) = &pg.password {
+        if env_reference(raw).is_none() {
+            return Err(ConfigError::invalid(
+                format!("{key}.password"),
+                "a literal password is not allowed in the config file; write \"${VAR}\" and set VAR in the environment, or use password_file",
+            ));
+        }
+    }
+    match (&pg.schema, pg.tables.is_empty()) {
+        (Some(_), false) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.tables"),
+                "set either tables or schema, not both",
+            ));
+        }
+        (None, true) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.tables"),
+                "list the tables to capture (tables = [\"public.orders\"]) or set schema = \"public\"",
+            ));
+        }
+        _ => {}
+    }
+    for (j, table) in pg.tables.iter().enumerate() {
+        if split_table(table).is_none() {
+            return Err(ConfigError::invalid(
+                format!("{key}.tables[{j}]"),
+                format!("{table:?} is not a table name; write schema.table"),
+            ));
+        }
+    }
+    if pg.txn_memory_mb == 0 {
+        return Err(ConfigError::invalid(format!("{key}.txn_memory_mb"), "must be > 0"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[daemon]
+data_dir = "/tmp/trib"
+
+[sink.lake]
+kind = "lake"
+url = "/tmp/lake"
+
+[[source]]
+name = "app"
+kind = "postgres"
+sink = "lake"
+host = "127.0.0.1"
+database = "app"
+user = "cdc"
+password = "${PGPASSWORD_TEST_UNSET}"
+slot = "tributary_app"
+publication = "tributary_app"
+tables = ["public.orders"]
+"#;
+
+    fn err(text: &str) -> String {
+        Config::from_toml_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let config = Config::from_toml_str(GOOD).unwrap();
+        let SinkConfig::Lake(lake) = &config.sink["lake"];
+        assert_eq!(lake.flush_interval_ms, DEFAULT_FLUSH_INTERVAL_MS);
+        let SourceConfig::Postgres(pg) = &config.source[0];
+        assert_eq!(pg.port, 5432);
+        assert!(pg.manage_publication);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line() {
+        let text = GOOD.replace("slot = ", "slott = \"x\"\nslot = ");
+        let message = err(&text);
+        assert!(message.contains("unknown field `slott`"), "{message}");
+        assert!(message.contains("line"), "{message}");
+    }
+
+    #[test]
+    fn literal_password_is_refused_without_echoing_it() {
+        let text = GOOD.replace("${PGPASSWORD_TEST_UNSET}", "hunter2");
+        let message = err(&text);
+        assert!(message.contains("source[0].password"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn missing_sink_is_named() {
+        let text = GOOD.replace("sink = \"lake\"", "sink = \"nope\"");
+        let message = err(&text);
+        assert!(message.contains("source[0].sink") && message.contains("nope"), "{message}");
+    }
+
+    #[test]
+    fn bad_slot_and_table_are_named() {
+        assert!(err(&GOOD.replace("slot = \"tributary_app\"", "slot = \"Bad-Slot\"")).contains("source[0].slot"));
+        assert!(err(&GOOD.replace("[\"public.orders\"]", "[\"a.b.c\"]")).contains("source[0].tables[0]"));
+        assert!(err(&GOOD.replace("tables = [\"public.orders\"]", "")).contains("source[0].tables"));
+    }
+
+    #[test]
+    fn unset_env_password_names_variable_not_value() {
+        let config = Config::from_toml_str(GOOD).unwrap();
+        let SourceConfig::Postgres(pg) = &config.source[0];
+        let message = pg.resolve_password("source[0]").unwrap_err().to_string();
+        assert!(message.contains("PGPASSWORD_TEST_UNSET"), "{message}");
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret("topsecret".into());
+        assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+    }
+}

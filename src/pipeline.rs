@@ -1,0 +1,356 @@
+//! The pipeline: one ordered task per source that moves changes from the
+//! source into the sink and commits progress only behind durable data.
+//!
+//! ```text
+//!  source.next() ─▶ skip if ≤ checkpoint ─▶ sink.write() ─▶ flush due? ─▶ sink.flush()  (files, then manifest)
+//!                                                                         └▶ checkpoint.save() ─▶ source.ack()
+//! ```
+//!
+//! A flush happens when the buffered rows or bytes reach the sink's limits
+//! (even inside a huge transaction, so memory stays flat), or when the flush
+//! interval has passed and a transaction has just committed. Shutdown is
+//! passed in as a [`CancellationToken`]: on cancel the pipeline flushes what
+//! it holds, saves the checkpoint, acknowledges and returns `Ok`.
+//! Transient failures restart the task from the last checkpoint with
+//! exponential backoff (logging why); definite ones stop the daemon.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::config::{Config, DaemonConfig, LakeSinkConfig, SinkConfig, SourceConfig};
+use crate::error::RunError;
+use crate::position::{Position, ResumePoint};
+use crate::sink::{LakeSink, LakeStore, ManifestCheckpoint, ManifestWriter, SinkError};
+use crate::source::{AnySource, Source, SourceError, SourceEvent};
+
+/// Longest wait between two attempts after a transient failure: long enough
+/// not to hammer a database that is restarting, short enough that a blip
+/// costs seconds, not minutes.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// First retry delay.
+pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(250);
+
+/// Runs every configured source until `shutdown` is cancelled or one fails
+/// definitely (then the others are stopped cleanly and the error returned).
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    config.validate()?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let stop_all = shutdown.child_token();
+    for source in config.source.clone() {
+        let sink = config.sink[source.sink()].clone();
+        let daemon = config.daemon.clone();
+        let stop = stop_all.clone();
+        tasks.spawn(async move { run_source(source, sink, daemon, stop).await });
+    }
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.unwrap_or_else(|e| {
+            Err(RunError::Pipeline {
+                source_name: "?".into(),
+                message: format!("pipeline task panicked: {e}"),
+            })
+        });
+        if let Err(error) = result {
+            tracing::error!(error = %error, "source stopped");
+            stop_all.cancel();
+            first_error.get_or_insert(error);
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Runs one source, restarting it after transient failures.
+async fn run_source(
+    source: SourceConfig,
+    sink: SinkConfig,
+    daemon: DaemonConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let SinkConfig::Lake(lake) = sink;
+    let mut delays = retry_delays();
+    loop {
+        let mut progressed = false;
+        let result = run_once(&source, &lake, &daemon, &shutdown, &mut progressed).await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() && !shutdown.is_cancelled() => {
+                if progressed {
+                    delays = retry_delays();
+                }
+                let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
+                tracing::warn!(
+                    source = %source.name(),
+                    error = %error,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "transient failure; restarting from the last checkpoint"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn retry_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(MIN_RETRY_DELAY)
+        .with_max_delay(MAX_RETRY_DELAY)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Everything one run of a source needs, and the state of its current batch.
+struct Run<'a> {
+    name: &'a str,
+    lake: &'a LakeSinkConfig,
+    sink: LakeSink,
+    checkpoints: CheckpointStore,
+    checkpoint: Option<Checkpoint>,
+    /// Changes at or before this are already durable (replay after a crash).
+    skip_through: Option<Position>,
+    /// Resume point of the last transaction fully handed to the sink.
+    last_commit: Option<ResumePoint>,
+    /// Position of the last change handed to the sink.
+    last_written: Option<Position>,
+    in_txn: bool,
+    /// When the oldest buffered change must be flushed by.
+    deadline: Option<Instant>,
+}
+
+async fn run_once(
+    config: &SourceConfig,
+    lake: &LakeSinkConfig,
+    daemon: &DaemonConfig,
+    shutdown: &CancellationToken,
+    progressed: &mut bool,
+) -> Result<(), RunError> {
+    let name = config.name();
+    let sink_err = |error: SinkError| RunError::Sink {
+        source_name: name.to_string(),
+        error,
+    };
+    let source_err = |error: SourceError| RunError::Source {
+        source_name: name.to_string(),
+        error,
+    };
+    let store = LakeStore::from_url(&lake.url).map_err(sink_err)?;
+    let manifests = ManifestWriter::new(store.clone(), name);
+    let checkpoints = CheckpointStore::new(store.clone(), name);
+    let checkpoint = checkpoints.recover(&manifests).await.map_err(sink_err)?;
+    let sink = LakeSink::open(store.clone(), name).await.map_err(sink_err)?;
+    let resume = checkpoint.as_ref().and_then(|c| c.resume.clone());
+    tracing::info!(
+        source = %name,
+        lake = %store.root_display(),
+        resume = %resume.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "slot position".into()),
+        "starting"
+    );
+    let mut source = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        opened = AnySource::open(config, daemon, resume.as_ref()) => opened.map_err(source_err)?,
+    };
+    if let Some(resume) = &resume {
+        // A crash between saving the checkpoint and acknowledging it.
+        source.ack(resume).await.map_err(source_err)?;
+    }
+    let mut run = Run {
+        name,
+        lake,
+        sink,
+        checkpoints,
+        skip_through: checkpoint.as_ref().and_then(|c| c.last_position),
+        last_commit: resume,
+        checkpoint,
+        last_written: None,
+        in_txn: false,
+        deadline: None,
+    };
+    let result = run.stream(&mut source, shutdown, progressed).await;
+    match result {
+        Ok(()) => {
+            // Clean shutdown: make everything handed to the sink durable.
+            run.flush(&mut source).await?;
+            source.close().await.map_err(source_err)?;
+            tracing::info!(source = %name, "stopped cleanly");
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+impl Run<'_> {
+    fn sink_err(&self, error: SinkError) -> RunError {
+        RunError::Sink {
+            source_name: self.name.to_string(),
+            error,
+        }
+    }
+
+    fn source_err(&self, error: SourceError) -> RunError {
+        RunError::Source {
+            source_name: self.name.to_string(),
+            error,
+        }
+    }
+
+    fn over_limits(&self) -> bool {
+        self.sink.buffered_rows() >= self.lake.flush_rows
+            || self.sink.buffered_bytes() >= self.lake.flush_bytes
+    }
+
+    async fn stream(
+        &mut self,
+        source: &mut AnySource,
+        shutdown: &CancellationToken,
+        progressed: &mut bool,
+    ) -> Result<(), RunError> {
+        loop {
+            let deadline = self.deadline;
+            let event = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = sleep_until_opt(deadline) => {
+                    // Interval passed: flush at the next commit, or now if idle.
+                    if !self.in_txn {
+                        self.flush(source).await?;
+                        *progressed = true;
+                    } else {
+                        self.deadline = None;
+                    }
+                    continue;
+                }
+                event = source.next() => event.map_err(|e| self.source_err(e))?,
+            };
+            match event {
+                SourceEvent::Change(envelope) => {
+                    self.in_txn = true;
+                    if self.skip_through.is_some_and(|p| envelope.position <= p) {
+                        continue;
+                    }
+                    self.sink.write(&envelope).map_err(|e| self.sink_err(e))?;
+                    self.last_written = Some(envelope.position);
+                    if self.deadline.is_none() {
+                        self.deadline = Some(Instant::now() + Duration::from_millis(self.lake.flush_interval_ms));
+                    }
+                    if self.over_limits() {
+                        self.flush(source).await?;
+                        *progressed = true;
+                    }
+                }
+                SourceEvent::Commit { resume } => {
+                    self.in_txn = false;
+                    self.last_commit = Some(resume);
+                    let due = self.deadline.is_none_or(|d| d <= Instant::now());
+                    if self.sink.buffered_rows() > 0 && (due || self.over_limits()) {
+                        self.flush(source).await?;
+                        *progressed = true;
+                    } else if self.sink.buffered_rows() == 0 && self.last_written.is_none() {
+                        // Nothing of ours in flight: this commit touched no
+                        // captured rows (or was all replay). Advance lazily
+                        // through Idle events instead of writing a checkpoint
+                        // per empty transaction.
+                    }
+                }
+                SourceEvent::Idle { resume } => {
+                    if !self.in_txn && self.sink.buffered_rows() == 0 {
+                        self.advance_idle(source, resume).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes buffered changes: files, then manifest, then checkpoint, then ack.
+    async fn flush(&mut self, source: &mut AnySource) -> Result<(), RunError> {
+        self.deadline = None;
+        let Some(last_position) = self.last_written else {
+            return Ok(());
+        };
+        if self.sink.buffered_rows() == 0 {
+            return Ok(());
+        }
+        let resume = self
+            .last_commit
+            .clone()
+            .unwrap_or(ResumePoint::Postgres { lsn: 0 });
+        let started = std::time::Instant::now();
+        let manifest = self
+            .sink
+            .flush(ManifestCheckpoint {
+                last_position,
+                resume,
+                txn_complete: !self.in_txn,
+            })
+            .await
+            .map_err(|e| self.sink_err(e))?;
+        let Some(manifest) = manifest else {
+            return Ok(());
+        };
+        let checkpoint = Checkpoint::from_manifest(&manifest);
+        self.checkpoints
+            .save(&checkpoint)
+            .await
+            .map_err(|e| self.sink_err(e))?;
+        if let Some(resume) = &checkpoint.resume {
+            if !matches!(resume, ResumePoint::Postgres { lsn: 0 }) {
+                source.ack(resume).await.map_err(|e| self.source_err(e))?;
+            }
+        }
+        let rows: u64 = manifest.tables.iter().map(|t| t.files.iter().map(|f| f.rows).sum::<u64>()).sum();
+        tracing::info!(
+            source = %self.name,
+            manifest = manifest.seq,
+            rows,
+            tables = manifest.tables.len(),
+            through = %last_position,
+            flush_ms = started.elapsed().as_millis() as u64,
+            "flushed"
+        );
+        self.skip_through = Some(last_position);
+        self.checkpoint = Some(checkpoint);
+        Ok(())
+    }
+
+    /// Idle source, nothing buffered: move the checkpoint's resume point up to
+    /// what the source has fully delivered, so the slot can free WAL.
+    async fn advance_idle(&mut self, source: &mut AnySource, resume: ResumePoint) -> Result<(), RunError> {
+        let Some(current) = self.checkpoint.as_mut() else {
+            return Ok(());
+        };
+        let newer = match (&current.resume, &resume) {
+            (Some(ResumePoint::Postgres { lsn: old }), ResumePoint::Postgres { lsn: new }) => new > old,
+            (None, _) => true,
+        };
+        if !newer {
+            return Ok(());
+        }
+        current.resume = Some(resume.clone());
+        current.updated_at = chrono::Utc::now().to_rfc3339();
+        let snapshot = current.clone();
+        self.checkpoints
+            .save(&snapshot)
+            .await
+            .map_err(|e| self.sink_err(e))?;
+        self.last_commit = Some(resume.clone());
+        source.ack(&resume).await.map_err(|e| self.source_err(e))?;
+        Ok(())
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,171 @@
+//! Table schemas as the lake sees them: column names, lake types, keys, and a
+//! fingerprint that identifies one shape of a table.
+//!
+//! Sources build a [`TableSchema`] from their catalog (PostgreSQL: the
+//! Relation message plus `pg_type` lookups) and attach it to every envelope.
+//! Sinks turn [`ColumnType`] into Arrow/Parquet types. The fingerprint changes
+//! whenever the shape changes, and a delta file never mixes fingerprints.
+
+use std::fmt;
+
+use arrow_schema::{DataType, TimeUnit};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The lake type of a column. Every variant maps to exactly one Arrow type
+/// ([`ColumnType::arrow_type`]); the README's type table documents the
+/// source-type → lake-type mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ColumnType {
+    Bool,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    /// Exact decimal with precision ≤ 38 (Arrow Decimal128).
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
+    /// UTF-8 text (also JSON, UUID, intervals, network types, money, enums,
+    /// numerics wider than 38 digits, and any type without a richer mapping).
+    Text,
+    Binary,
+    /// Days since the Unix epoch.
+    Date,
+    /// Microseconds since midnight.
+    Time,
+    /// Microseconds since the Unix epoch, no time zone.
+    Timestamp,
+    /// Microseconds since the Unix epoch, UTC.
+    TimestampTz,
+    /// A one-dimensional array of the element type.
+    List {
+        element: Box<ColumnType>,
+    },
+}
+
+impl ColumnType {
+    /// The Arrow type this column is written as.
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            ColumnType::Bool => DataType::Boolean,
+            ColumnType::Int16 => DataType::Int16,
+            ColumnType::Int32 => DataType::Int32,
+            ColumnType::Int64 => DataType::Int64,
+            ColumnType::Float32 => DataType::Float32,
+            ColumnType::Float64 => DataType::Float64,
+            ColumnType::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
+            ColumnType::Text => DataType::Utf8,
+            ColumnType::Binary => DataType::Binary,
+            ColumnType::Date => DataType::Date32,
+            ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::List { element } => DataType::List(std::sync::Arc::new(
+                arrow_schema::Field::new("item", element.arrow_type(), true),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColumnType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
+            ColumnType::List { element } => write!(f, "list<{element}>"),
+            other => write!(f, "{}", format!("{other:?}").to_lowercase()),
+        }
+    }
+}
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ColumnSchema {
+    pub name: String,
+    /// Lake type.
+    pub data_type: ColumnType,
+    /// The source's own type name (e.g. `numeric(12,2)`, `jsonb`, `my_enum`).
+    pub source_type: String,
+    pub nullable: bool,
+}
+
+/// The shape of one table at one point in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    /// Namespace (PostgreSQL schema, MySQL database).
+    pub namespace: String,
+    pub name: String,
+    pub columns: Vec<ColumnSchema>,
+    /// Indexes into `columns` of the columns that identify a row. Empty when
+    /// the table has no usable identity (inserts only; updates/deletes fail).
+    pub key: Vec<usize>,
+    /// Hex SHA-256 over the canonical JSON of namespace, name, columns, key.
+    pub fingerprint: String,
+}
+
+impl TableSchema {
+    /// Builds a schema and computes its fingerprint.
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        columns: Vec<ColumnSchema>,
+        key: Vec<usize>,
+    ) -> TableSchema {
+        let mut schema = TableSchema {
+            namespace: namespace.into(),
+            name: name.into(),
+            columns,
+            key,
+            fingerprint: String::new(),
+        };
+        schema.fingerprint = schema.compute_fingerprint();
+        schema
+    }
+
+    fn compute_fingerprint(&self) -> String {
+        let canonical = serde_json::json!({
+            "namespace": self.namespace,
+            "name": self.name,
+            "columns": self.columns,
+            "key": self.key,
+        });
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        hex::encode(&digest[..16])
+    }
+
+    /// `namespace.name`, the table's name in paths, manifests and messages.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+
+    /// Names of the key columns.
+    pub fn key_names(&self) -> Vec<String> {
+        self.key.iter().map(|&i| self.columns[i].name.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, data_type: ColumnType) -> ColumnSchema {
+        ColumnSchema {
+            name: name.into(),
+            data_type,
+            source_type: "x".into(),
+            nullable: true,
+        }
+    }
+
+    #[test]
+    fn fingerprint_changes_with_shape_only() {
+        let a = TableSchema::new("public", "t", vec![col("id", ColumnType::Int64)], vec![0]);
+        let b = TableSchema::new("public", "t", vec![col("id", ColumnType::Int64)], vec![0]);
+        let c = TableSchema::new("public", "t", vec![col("id", ColumnType::Int32)], vec![0]);
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.fingerprint, c.fingerprint);
+    }
+}

@@ -1,0 +1,134 @@
+//! Sources: the left end of the data path. A source turns a database's change
+//! log into an ordered stream of [`SourceEvent`]s carrying [`Envelope`]s.
+//!
+//! Sources are dispatched through the closed enum [`AnySource`] (one variant
+//! per database kind, like mini-redis' `Command`), not a plugin registry: the
+//! set of sources is part of the product, and the compiler checks every
+//! `match` when one is added.
+
+pub mod postgres;
+
+use crate::config::{DaemonConfig, SourceConfig};
+use crate::envelope::Envelope;
+use crate::position::ResumePoint;
+
+pub use postgres::PostgresSource;
+
+/// What a source yields, in source order.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// One row change. Changes of one transaction arrive contiguously, in the
+    /// order the database made them, and only for committed transactions.
+    Change(Envelope),
+    /// The end of a source transaction. `resume` is where the source restarts
+    /// once every change delivered so far is durable.
+    Commit { resume: ResumePoint },
+    /// The source is idle and has delivered everything up to `resume`; if all
+    /// delivered changes are durable, acknowledging `resume` is safe (it lets
+    /// PostgreSQL recycle WAL while the captured tables are quiet).
+    Idle { resume: ResumePoint },
+}
+
+/// Errors of a source, split into transient (reconnect with backoff) and
+/// definite (stop; the message names the cause and the remedy).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{message}")]
+    Transient { message: String },
+    #[error("{message}")]
+    Definite { message: String },
+}
+
+impl SourceError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Transient { .. })
+    }
+
+    pub fn definite(message: impl Into<String>) -> SourceError {
+        SourceError::Definite {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tributary_postgres::PgError> for SourceError {
+    fn from(error: tributary_postgres::PgError) -> SourceError {
+        if error.is_transient() {
+            SourceError::Transient {
+                message: error.to_string(),
+            }
+        } else {
+            SourceError::Definite {
+                message: error.to_string(),
+            }
+        }
+    }
+}
+
+/// The contract every source implements.
+///
+/// - **Ordering**: [`Source::next`] yields changes in the source's commit
+///   order, each transaction's changes contiguous and followed by one
+///   [`SourceEvent::Commit`]. Positions strictly increase.
+/// - **At-least-once**: after a restart the source redelivers everything
+///   after the [`ResumePoint`] it was opened with, which may include changes
+///   the sink already wrote (a crash between a flush and the checkpoint, or a
+///   partially flushed transaction). The pipeline drops changes at or before
+///   the checkpoint's last durable position; sinks must still tolerate
+///   rewriting the same positions with the same content.
+/// - **Acknowledgement**: [`Source::ack`] is called only with a resume point
+///   whose changes are durable in the sink *and* recorded in the checkpoint.
+///   A source must never let the database discard log beyond it.
+/// - **Tolerate**: `next` may be cancelled between events by shutdown;
+///   dropping the source without `ack` must be safe (it only means replay).
+#[allow(async_fn_in_trait)]
+pub trait Source {
+    /// The next event; `Err` when the source failed.
+    async fn next(&mut self) -> Result<SourceEvent, SourceError>;
+    /// Acknowledge that everything up to `resume` is durable.
+    async fn ack(&mut self, resume: &ResumePoint) -> Result<(), SourceError>;
+    /// Stop cleanly after a final acknowledgement.
+    async fn close(self) -> Result<(), SourceError>;
+}
+
+/// Every source kind Tributary supports.
+#[derive(Debug)]
+pub enum AnySource {
+    Postgres(PostgresSource),
+}
+
+impl AnySource {
+    /// Connects and prepares the source configured in `config`, resuming at
+    /// `resume` (or where the source's own state says, on first start).
+    pub async fn open(
+        config: &SourceConfig,
+        daemon: &DaemonConfig,
+        resume: Option<&ResumePoint>,
+    ) -> Result<AnySource, SourceError> {
+        match config {
+            SourceConfig::Postgres(pg) => Ok(AnySource::Postgres(
+                PostgresSource::open(pg, daemon, resume).await?,
+            )),
+        }
+    }
+}
+
+impl Source for AnySource {
+    async fn next(&mut self) -> Result<SourceEvent, SourceError> {
+        match self {
+            AnySource::Postgres(s) => s.next().await,
+        }
+    }
+
+    async fn ack(&mut self, resume: &ResumePoint) -> Result<(), SourceError> {
+        match self {
+            AnySource::Postgres(s) => s.ack(resume).await,
+        }
+    }
+
+    async fn close(self) -> Result<(), SourceError> {
+        match self {
+            AnySource::Postgres(s) => s.close().await,
+        }
+    }
+}

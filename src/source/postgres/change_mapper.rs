@@ -1,0 +1,362 @@
+//! pgoutput changes → [`Envelope`]s.
+//!
+//! Sits between the connector's decoded [`PgEvent`]s and the pipeline. It
+//! keeps the relation cache (oid → [`TableSchema`]), numbers the changes of
+//! each transaction (the ordinal half of [`Position`]), converts text values
+//! with [`parse_text`], and applies the rules that keep the lake correct:
+//!
+//! - an unchanged TOAST value (`'u'`) is never NULL: it is filled from the old
+//!   tuple when REPLICA IDENTITY FULL sent one, otherwise listed in
+//!   [`Envelope::unchanged`] so the merge keeps the previous value;
+//! - an update that changes the key becomes a delete of the old key and an
+//!   update of the new one, so the merge never keeps a ghost row;
+//! - a table without a usable identity, or a value the lake cannot represent,
+//!   is a definite error naming the table, the column, the position and the fix.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tributary_postgres::{Cell, ChangeKind, PgChange, RelationDesc, ReplicaIdentity, Tuple};
+
+use super::text_value::parse_text;
+use super::type_map::map_type;
+use crate::envelope::{Envelope, Op, Row, SourceInfo, Value};
+use crate::position::{Position, format_lsn};
+use crate::schema::{ColumnSchema, TableSchema};
+use crate::source::SourceError;
+
+/// The transaction currently being mapped.
+#[derive(Debug, Clone)]
+struct OpenTxn {
+    xid: u32,
+    commit_lsn: u64,
+    commit_ts_micros: i64,
+    ordinal: u64,
+}
+
+/// Per-relation state: its lake schema and whether it can identify rows.
+#[derive(Debug)]
+struct MappedRelation {
+    schema: Arc<TableSchema>,
+    identity_problem: Option<String>,
+}
+
+/// Maps one source's pgoutput changes into envelopes.
+#[derive(Debug)]
+pub struct ChangeMapper {
+    source: Arc<str>,
+    database: Arc<str>,
+    /// `NOT NULL` flags per `(schema, table)`, read from the catalog at start.
+    nullability: HashMap<(String, String), HashMap<String, bool>>,
+    relations: HashMap<u32, MappedRelation>,
+    txn: Option<OpenTxn>,
+}
+
+impl ChangeMapper {
+    pub fn new(source: &str, database: &str) -> ChangeMapper {
+        ChangeMapper {
+            source: source.into(),
+            database: database.into(),
+            nullability: HashMap::new(),
+            relations: HashMap::new(),
+            txn: None,
+        }
+    }
+
+    /// Records the NOT NULL flags of a table's columns.
+    pub fn set_nullability(&mut self, schema: &str, table: &str, columns: Vec<(String, bool)>) {
+        self.nullability
+            .insert((schema.to_string(), table.to_string()), columns.into_iter().collect());
+    }
+
+    /// A (new version of a) relation arrived.
+    pub fn relation(&mut self, rel: &RelationDesc) {
+        let nullable = self
+            .nullability
+            .get(&(rel.namespace.clone(), rel.name.clone()));
+        let mut columns = Vec::with_capacity(rel.columns.len());
+        for col in &rel.columns {
+            let mapping = map_type(&col.type_info, col.type_modifier);
+            if mapping.fallback {
+                tracing::warn!(
+                    table = %format!("{}.{}", rel.namespace, rel.name),
+                    column = %col.name,
+                    pg_type = %col.type_info.name,
+                    "no lake type for this PostgreSQL type; writing its text form"
+                );
+            }
+            columns.push(ColumnSchema {
+                name: col.name.clone(),
+                data_type: mapping.column_type,
+                source_type: col.type_info.name.clone(),
+                nullable: nullable
+                    .and_then(|n| n.get(&col.name))
+                    .map(|not_null| !not_null)
+                    .unwrap_or(true),
+            });
+        }
+        let key: Vec<usize> = rel
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_key)
+            .map(|(i, _)| i)
+            .collect();
+        let qualified = format!("{}.{}", rel.namespace, rel.name);
+        let identity_problem = match rel.replica_identity {
+            ReplicaIdentity::Nothing => Some(format!(
+                "table {qualified} has REPLICA IDENTITY NOTHING, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL (or DEFAULT with a primary key)"
+            )),
+            ReplicaIdentity::Default | ReplicaIdentity::Index if key.is_empty() => Some(format!(
+                "table {qualified} has no primary key under REPLICA IDENTITY DEFAULT, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL (or add a primary key)"
+            )),
+            _ => None,
+        };
+        // Under FULL without a key, every column identifies the row.
+        let key = if key.is_empty() && rel.replica_identity == ReplicaIdentity::Full {
+            (0..rel.columns.len()).collect()
+        } else {
+            key
+        };
+        let schema = TableSchema::new(rel.namespace.clone(), rel.name.clone(), columns, key);
+        self.relations.insert(
+            rel.oid,
+            MappedRelation {
+                schema: Arc::new(schema),
+                identity_problem,
+            },
+        );
+    }
+
+    /// The lake schema of a relation, if seen.
+    pub fn schema_of(&self, oid: u32) -> Option<Arc<TableSchema>> {
+        self.relations.get(&oid).map(|r| r.schema.clone())
+    }
+
+    pub fn begin(&mut self, xid: u32, commit_lsn: u64, commit_ts_micros: i64) {
+        self.txn = Some(OpenTxn {
+            xid,
+            commit_lsn,
+            commit_ts_micros,
+            ordinal: 0,
+        });
+    }
+
+    pub fn commit(&mut self) {
+        self.txn = None;
+    }
+
+    fn next_position(&mut self) -> Result<(Position, SourceInfo), SourceError> {
+        let txn = self
+            .txn
+            .as_mut()
+            .ok_or_else(|| SourceError::definite("protocol error: change outside a transaction"))?;
+        txn.ordinal += 1;
+        Ok((
+            Position::Postgres {
+                commit_lsn: txn.commit_lsn,
+                ordinal: txn.ordinal,
+            },
+            SourceInfo {
+                source: self.source.clone(),
+                database: self.database.clone(),
+                xid: Some(txn.xid as u64),
+                change_lsn: None,
+                commit_ts_micros: txn.commit_ts_micros,
+            },
+        ))
+    }
+
+    /// Maps one change into one or two envelopes, appended to `out`.
+    pub fn change(&mut self, change: &PgChange, out: &mut Vec<Envelope>) -> Result<(), SourceError> {
+        if change.kind == ChangeKind::Truncate {
+            for rel in &change.truncated {
+                let schema = self.known(rel.oid, rel)?;
+                let (position, mut source) = self.next_position()?;
+                source.change_lsn = Some(change.lsn.0);
+                out.push(Envelope {
+                    op: Op::Truncate,
+                    table: schema,
+                    after: None,
+                    before: None,
+                    unchanged: Vec::new(),
+                    position,
+                    source,
+                });
+            }
+            return Ok(());
+        }
+        let rel = &change.relation;
+        let schema = self.known(rel.oid, rel)?;
+        let commit_lsn = self.txn.as_ref().map(|t| t.commit_lsn).unwrap_or(0);
+        let at = |ordinal_hint: &str| {
+            format!(
+                "table {} at commit {} ({ordinal_hint})",
+                schema.qualified_name(),
+                format_lsn(commit_lsn)
+            )
+        };
+        let convert = |tuple: &Tuple, what: &str| -> Result<(Row, Vec<usize>), SourceError> {
+            tuple_to_row(&schema, tuple).map_err(|(col, message)| {
+                SourceError::definite(format!(
+                    "cannot encode column {col} of {}: {message}; nothing past this change was acknowledged",
+                    at(what)
+                ))
+            })
+        };
+        match change.kind {
+            ChangeKind::Insert => {
+                let new = change.new.as_ref().ok_or_else(|| SourceError::definite("insert without tuple"))?;
+                let (after, _) = convert(new, "insert")?;
+                let (position, mut source) = self.next_position()?;
+                source.change_lsn = Some(change.lsn.0);
+                out.push(Envelope {
+                    op: Op::Create,
+                    table: schema,
+                    after: Some(after),
+                    before: None,
+                    unchanged: Vec::new(),
+                    position,
+                    source,
+                });
+            }
+            ChangeKind::Update => {
+                self.require_identity(rel.oid)?;
+                let new = change.new.as_ref().ok_or_else(|| SourceError::definite("update without tuple"))?;
+                let (mut after, mut unchanged) = convert(new, "update")?;
+                let before = match &change.old {
+                    Some(old) => Some(convert(old, "update old tuple")?.0),
+                    None => None,
+                };
+                // Fill unchanged TOAST values from a full old tuple.
+                if let (Some(old), Some(before_row)) = (&change.old, &before) {
+                    if !change.old_is_key_only {
+                        unchanged.retain(|&i| {
+                            if matches!(old.0.get(i), Some(Cell::Text(_)) | Some(Cell::Null)) {
+                                after[i] = before_row[i].clone();
+                                false
+                            } else {
+                                true
+                            }
+                        });
+                    }
+                }
+                let key_changed = before.as_ref().is_some_and(|b| {
+                    schema.key.iter().any(|&i| {
+                        matches!(change.old.as_ref().and_then(|o| o.0.get(i)), Some(Cell::Text(_)) | Some(Cell::Null))
+                            && b[i] != after[i]
+                    })
+                });
+                if key_changed {
+                    if !unchanged.is_empty() {
+                        let names: Vec<_> = unchanged.iter().map(|&i| schema.columns[i].name.clone()).collect();
+                        return Err(SourceError::definite(format!(
+                            "an update changed the primary key of {} while TOASTed column(s) {} were unchanged and not sent by PostgreSQL; run ALTER TABLE {} REPLICA IDENTITY FULL so the old values are logged, then reset the checkpoint or re-snapshot the table",
+                            at("update"),
+                            names.join(", "),
+                            schema.qualified_name()
+                        )));
+                    }
+                    let (position, mut source) = self.next_position()?;
+                    source.change_lsn = Some(change.lsn.0);
+                    out.push(Envelope {
+                        op: Op::Delete,
+                        table: schema.clone(),
+                        after: None,
+                        before: before.clone(),
+                        unchanged: Vec::new(),
+                        position,
+                        source,
+                    });
+                    let (position, mut source) = self.next_position()?;
+                    source.change_lsn = Some(change.lsn.0);
+                    out.push(Envelope {
+                        op: Op::Create,
+                        table: schema,
+                        after: Some(after),
+                        before: None,
+                        unchanged: Vec::new(),
+                        position,
+                        source,
+                    });
+                    return Ok(());
+                }
+                let (position, mut source) = self.next_position()?;
+                source.change_lsn = Some(change.lsn.0);
+                out.push(Envelope {
+                    op: Op::Update,
+                    table: schema,
+                    after: Some(after),
+                    before: if change.old_is_key_only { None } else { before },
+                    unchanged,
+                    position,
+                    source,
+                });
+            }
+            ChangeKind::Delete => {
+                self.require_identity(rel.oid)?;
+                let old = change.old.as_ref().ok_or_else(|| SourceError::definite(format!(
+                    "delete on {} carries no old tuple; run ALTER TABLE {} REPLICA IDENTITY FULL",
+                    schema.qualified_name(),
+                    schema.qualified_name()
+                )))?;
+                let (before, _) = convert(old, "delete")?;
+                let (position, mut source) = self.next_position()?;
+                source.change_lsn = Some(change.lsn.0);
+                out.push(Envelope {
+                    op: Op::Delete,
+                    table: schema,
+                    after: None,
+                    before: Some(before),
+                    unchanged: Vec::new(),
+                    position,
+                    source,
+                });
+            }
+            ChangeKind::Truncate => {}
+        }
+        Ok(())
+    }
+
+    fn known(&mut self, oid: u32, rel: &RelationDesc) -> Result<Arc<TableSchema>, SourceError> {
+        if !self.relations.contains_key(&oid) {
+            self.relation(rel);
+        }
+        Ok(self.relations[&oid].schema.clone())
+    }
+
+    fn require_identity(&self, oid: u32) -> Result<(), SourceError> {
+        match self.relations.get(&oid).and_then(|r| r.identity_problem.clone()) {
+            Some(problem) => Err(SourceError::definite(problem)),
+            None => Ok(()),
+        }
+    }
+
+    /// Identity problem of a relation, for start-up checks.
+    pub fn identity_problem(&self, oid: u32) -> Option<String> {
+        self.relations.get(&oid).and_then(|r| r.identity_problem.clone())
+    }
+}
+
+/// Converts a tuple; returns the row and the indexes of unchanged columns, or
+/// `(column name, reason)`.
+fn tuple_to_row(schema: &TableSchema, tuple: &Tuple) -> Result<(Row, Vec<usize>), (String, String)> {
+    let mut row = Vec::with_capacity(schema.columns.len());
+    let mut unchanged = Vec::new();
+    for (i, column) in schema.columns.iter().enumerate() {
+        let value = match tuple.0.get(i) {
+            None | Some(Cell::Null) => Value::Null,
+            Some(Cell::Unchanged) => {
+                unchanged.push(i);
+                Value::Null
+            }
+            Some(Cell::Text(bytes)) => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| (column.name.clone(), "value is not valid UTF-8".to_string()))?;
+                parse_text(&column.data_type, text).map_err(|e| (column.name.clone(), e.0))?
+            }
+        };
+        row.push(value);
+    }
+    Ok((row, unchanged))
+}

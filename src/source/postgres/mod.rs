@@ -1,0 +1,209 @@
+//! The PostgreSQL source: logical replication (pgoutput) through the
+//! `tributary-postgres` connector, mapped into envelopes.
+//!
+//! Start-up ([`PostgresSource::open`]): connect an ordinary catalog session,
+//! resolve the captured tables, make sure the publication and the slot exist
+//! (creating them when allowed), refuse tables that cannot identify rows for
+//! updates/deletes, then start streaming at the checkpoint's resume LSN.
+//! Streaming: connector events are mapped by [`ChangeMapper`]; commits become
+//! [`SourceEvent::Commit`] with the commit's end LSN as the resume point.
+
+mod change_mapper;
+mod text_value;
+mod type_map;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use tributary_postgres::catalog;
+use tributary_postgres::slot::{self, PublicationTables};
+use tributary_postgres::{Lsn, PgEvent, PgReplication, PgReplicationConfig};
+
+pub use change_mapper::ChangeMapper;
+pub use text_value::{ValueError, parse_text};
+pub use type_map::map_type;
+
+use crate::config::{DaemonConfig, PostgresSourceConfig};
+use crate::position::ResumePoint;
+use crate::source::{Source, SourceError, SourceEvent};
+
+/// Session settings that fix the text form pgoutput uses for dates, times and
+/// floats, so [`parse_text`] has exactly one grammar per type.
+pub const SESSION_OPTIONS: &str = "-c datestyle=ISO,YMD -c timezone=UTC -c extra_float_digits=3 -c bytea_output=hex";
+
+/// A running PostgreSQL source.
+#[derive(Debug)]
+pub struct PostgresSource {
+    replication: PgReplication,
+    mapper: ChangeMapper,
+    pending: VecDeque<SourceEvent>,
+    /// True between Begin and Commit.
+    in_txn: bool,
+}
+
+/// Connects the catalog session. Transient failures (refused, reset) are
+/// reported as transient so the pipeline retries with backoff.
+pub async fn connect_catalog(conninfo: &str) -> Result<tokio_postgres::Client, SourceError> {
+    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| SourceError::from(tributary_postgres::PgError::from(e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "catalog connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// The libpq connection string for a source, with fixed session options.
+pub fn source_conninfo(config: &PostgresSourceConfig) -> Result<String, SourceError> {
+    let password = config
+        .resolve_password("source")
+        .map_err(|e| SourceError::definite(e.to_string()))?;
+    Ok(format!(
+        "{} options='{}'",
+        config.conninfo(password.as_ref()),
+        SESSION_OPTIONS
+    ))
+}
+
+/// The tables a source captures, as configured.
+pub fn publication_tables(config: &PostgresSourceConfig) -> PublicationTables {
+    match &config.schema {
+        Some(schema) => PublicationTables::Schema(schema.clone()),
+        None => PublicationTables::Tables(config.table_list()),
+    }
+}
+
+impl PostgresSource {
+    pub async fn open(
+        config: &PostgresSourceConfig,
+        daemon: &DaemonConfig,
+        resume: Option<&ResumePoint>,
+    ) -> Result<PostgresSource, SourceError> {
+        let conninfo = source_conninfo(config)?;
+        tracing::info!(source = %config.name, server = %config.describe(), "connecting");
+        let client = connect_catalog(&conninfo).await?;
+
+        let tables = publication_tables(config);
+        let resolved = match &tables {
+            PublicationTables::Schema(schema) => catalog::schema_tables(&client, schema).await?,
+            PublicationTables::Tables(list) => list.clone(),
+        };
+        let mut mapper = ChangeMapper::new(&config.name, &config.database);
+        for (schema, table) in &resolved {
+            let identity = catalog::table_identity(&client, schema, table).await?;
+            if let Some(problem) = identity_problem(schema, table, &identity) {
+                return Err(SourceError::definite(problem));
+            }
+            mapper.set_nullability(schema, table, catalog::column_nullability(&client, schema, table).await?);
+        }
+        slot::ensure_publication(&client, &config.publication, &tables, config.manage_publication).await?;
+        let slot_state = slot::ensure_slot(&client, &config.slot).await?;
+        tracing::info!(
+            source = %config.name,
+            slot = %config.slot,
+            confirmed_flush = ?slot_state.confirmed_flush_lsn.map(|l| l.to_string()),
+            tables = resolved.len(),
+            "slot and publication ready"
+        );
+
+        let start_lsn = match resume {
+            Some(ResumePoint::Postgres { lsn }) if *lsn > 0 => Some(Lsn(*lsn)),
+            _ => None,
+        };
+        let spill_dir: PathBuf = daemon.data_dir.join(&config.name).join("spill");
+        let replication = PgReplication::start(
+            PgReplicationConfig {
+                conninfo: conninfo.clone(),
+                slot: config.slot.clone(),
+                publication: config.publication.clone(),
+                start_lsn,
+                spill_dir,
+                memory_budget_bytes: config.txn_memory_mb * 1024 * 1024,
+                channel_capacity: 64,
+            },
+            client,
+        )
+        .await?;
+        Ok(PostgresSource {
+            replication,
+            mapper,
+            pending: VecDeque::new(),
+            in_txn: false,
+        })
+    }
+
+    /// Pulls connector events until at least one source event is ready.
+    async fn fill(&mut self) -> Result<(), SourceError> {
+        let mut envelopes = Vec::new();
+        while self.pending.is_empty() {
+            let event = self.replication.next().await?;
+            match event {
+                PgEvent::Relation(rel) => self.mapper.relation(&rel),
+                PgEvent::Begin {
+                    xid,
+                    commit_lsn,
+                    commit_ts_micros,
+                } => {
+                    self.in_txn = true;
+                    self.mapper.begin(xid, commit_lsn.0, commit_ts_micros);
+                }
+                PgEvent::Change(change) => {
+                    self.mapper.change(&change, &mut envelopes)?;
+                    self.pending
+                        .extend(envelopes.drain(..).map(SourceEvent::Change));
+                }
+                PgEvent::Commit { end_lsn, .. } => {
+                    self.in_txn = false;
+                    self.mapper.commit();
+                    self.pending.push_back(SourceEvent::Commit {
+                        resume: ResumePoint::Postgres { lsn: end_lsn.0 },
+                    });
+                }
+                PgEvent::Keepalive { wal_end } if !self.in_txn => {
+                    self.pending.push_back(SourceEvent::Idle {
+                        resume: ResumePoint::Postgres { lsn: wal_end.0 },
+                    });
+                }
+                PgEvent::Keepalive { .. } | PgEvent::Message { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Start-up identity check for one table (the same rule `check` reports).
+fn identity_problem(schema: &str, table: &str, identity: &catalog::TableIdentity) -> Option<String> {
+    use tributary_postgres::ReplicaIdentity;
+    let qualified = format!("{schema}.{table}");
+    match identity.replica_identity {
+        ReplicaIdentity::Nothing => Some(format!(
+            "table {qualified} has REPLICA IDENTITY NOTHING, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL"
+        )),
+        ReplicaIdentity::Default if identity.primary_key.is_empty() => Some(format!(
+            "table {qualified} has no primary key under REPLICA IDENTITY DEFAULT, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL (or add a primary key)"
+        )),
+        _ => None,
+    }
+}
+
+impl Source for PostgresSource {
+    async fn next(&mut self) -> Result<SourceEvent, SourceError> {
+        if self.pending.is_empty() {
+            self.fill().await?;
+        }
+        Ok(self.pending.pop_front().expect("fill leaves an event"))
+    }
+
+    async fn ack(&mut self, resume: &ResumePoint) -> Result<(), SourceError> {
+        let ResumePoint::Postgres { lsn } = resume;
+        self.replication.ack(Lsn(*lsn));
+        Ok(())
+    }
+
+    async fn close(self) -> Result<(), SourceError> {
+        self.replication.shutdown().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! Tributary's integration tests: one binary, one scenario per module.
+//!
+//! Every scenario runs against real components: a private PostgreSQL cluster
+//! started by [`harness`] (wal_level=logical, loopback, temp dir) shared by the
+//! whole binary, with a fresh database per test; DuckDB through its Python
+//! wheel for the merge cross-check.
+
+mod harness;
