@@ -6,3 +6,6 @@
 //! wheel for the merge cross-check.
 
 mod harness;
+mod truth_randomized;
+mod crash_kill9;
+mod clean_restart;

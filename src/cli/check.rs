@@ -7,7 +7,7 @@ use tributary_postgres::preflight::{self, PreflightConfig, Problem};
 
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::sink::LakeStore;
-use crate::source::postgres::{connect_catalog, publication_tables, source_conninfo};
+use crate::source::postgres::{connect_catalog, publication_tables};
 
 /// The report of `check`: human text and whether everything is fine.
 #[derive(Debug)]
@@ -61,16 +61,7 @@ async fn probe_lake(url: &str) -> Result<(), String> {
 }
 
 async fn check_postgres(pg: &crate::config::PostgresSourceConfig) -> Vec<Problem> {
-    let conninfo = match source_conninfo(pg) {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![Problem {
-                what: e.to_string(),
-                fix: "set the password through ${ENV} or password_file".into(),
-            }];
-        }
-    };
-    let client = match connect_catalog(&conninfo).await {
+    let client = match connect_catalog(pg).await {
         Ok(c) => c,
         Err(e) => {
             return vec![Problem {
@@ -86,5 +77,11 @@ async fn check_postgres(pg: &crate::config::PostgresSourceConfig) -> Vec<Problem
         manage_publication: pg.manage_publication,
         user: pg.user.clone(),
     };
-    preflight::preflight(&client, &cfg).await
+    match preflight::preflight(&client, &cfg).await {
+        Ok(problems) => problems,
+        Err(e) => vec![Problem {
+            what: format!("the checks themselves failed: {e}"),
+            fix: "grant the user SELECT on the pg_catalog views (or run check as a superuser)".into(),
+        }],
+    }
 }

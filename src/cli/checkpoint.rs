@@ -8,7 +8,7 @@ use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore};
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::position::{ResumePoint, format_lsn, parse_lsn};
 use crate::sink::{LakeStore, ManifestWriter};
-use crate::source::postgres::{connect_catalog, source_conninfo};
+use crate::source::postgres::connect_catalog;
 
 fn store_for(config: &Config, source: &SourceConfig) -> Result<LakeStore, String> {
     let SinkConfig::Lake(lake) = &config.sink[source.sink()];
@@ -62,8 +62,7 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
     let source = find(config, name)?;
     let target = parse_lsn(to).ok_or_else(|| format!("{to:?} is not an LSN; write it as PostgreSQL prints it, e.g. 0/16B3748"))?;
     let SourceConfig::Postgres(pg) = source;
-    let conninfo = source_conninfo(pg).map_err(|e| e.to_string())?;
-    let client = connect_catalog(&conninfo).await.map_err(|e| e.to_string())?;
+    let client = connect_catalog(pg).await.map_err(|e| e.to_string())?;
     let row = client
         .query_opt(
             "SELECT active_pid, confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1",

@@ -155,7 +155,7 @@ impl PgError {
             "42704" if lower.contains("publication") => {
                 let publication = first_quoted(message).unwrap_or_default();
                 PgError::Publication {
-                    sql: format!("CREATE PUBLICATION {} FOR TABLE <schema.table>, ...;", quote_ident(&publication)),
+                    sql: format!("CREATE PUBLICATION {} FOR TABLE <schema.table>, ...;", crate::sql::quote_ident(&publication)),
                     publication,
                     problem: "does not exist".into(),
                 }
@@ -270,17 +270,6 @@ fn pid_in(msg: &str) -> Option<i32> {
     digits.parse().ok()
 }
 
-/// Quote an SQL identifier for the SQL we print in remedies and run in `slot.rs`.
-pub(crate) fn quote_ident(name: &str) -> String {
-    let plain = !name.is_empty()
-        && name.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_lowercase() || (i > 0 && b.is_ascii_digit()));
-    if plain {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,9 +330,5 @@ mod tests {
     fn helpers() {
         assert_eq!(split_sqlstate("[08006] x"), Some(("08006", "x")));
         assert_eq!(split_sqlstate("no code"), None);
-        assert_eq!(quote_ident("orders"), "orders");
-        assert_eq!(quote_ident("Orders"), "\"Orders\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_ident("1x"), "\"1x\"");
     }
 }

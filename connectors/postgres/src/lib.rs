@@ -27,10 +27,13 @@
 pub mod catalog;
 pub mod decoder;
 pub mod error;
+pub mod event;
 pub mod lsn;
 pub mod preflight;
+mod reader;
 pub mod replication;
 pub mod slot;
+mod sql;
 pub mod transaction_buffer;
 
 pub use catalog::{PgTypeInfo, PgTypeKind};

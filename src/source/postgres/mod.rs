@@ -23,7 +23,7 @@ pub use change_mapper::ChangeMapper;
 pub use text_value::{ValueError, parse_text};
 pub use type_map::map_type;
 
-use crate::config::{DaemonConfig, PostgresSourceConfig};
+use crate::config::{DaemonConfig, PostgresSourceConfig, SslMode};
 use crate::position::ResumePoint;
 use crate::source::{Source, SourceError, SourceEvent};
 
@@ -41,10 +41,57 @@ pub struct PostgresSource {
     in_txn: bool,
 }
 
-/// Connects the catalog session. Transient failures (refused, reset) are
-/// reported as transient so the pipeline retries with backoff.
-pub async fn connect_catalog(conninfo: &str) -> Result<tokio_postgres::Client, SourceError> {
-    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
+/// Connects the catalog session (ordinary queries over `tokio-postgres`),
+/// with TLS per the source's `sslmode`: `disable` plain; `prefer` TLS
+/// without verification when the server offers it; `require` TLS without
+/// verification; `verify-ca`/`verify-full` TLS verified against
+/// `sslrootcert` (or the system roots), `verify-full` also checking the host
+/// name. Transient failures (refused, reset) come back transient so the
+/// pipeline retries with backoff.
+pub async fn connect_catalog(config: &PostgresSourceConfig) -> Result<tokio_postgres::Client, SourceError> {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    use tokio_postgres::config::SslMode as PgSslMode;
+
+    let password = config
+        .resolve_password("source")
+        .map_err(|e| SourceError::definite(e.to_string()))?;
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&config.host)
+        .port(config.port)
+        .dbname(&config.database)
+        .user(&config.user)
+        .application_name("tributary")
+        .options(SESSION_OPTIONS)
+        .connect_timeout(std::time::Duration::from_secs(10));
+    if let Some(pw) = &password {
+        pg.password(pw.expose());
+    }
+    let tls_error = |e: openssl::error::ErrorStack| {
+        SourceError::definite(format!("cannot set up TLS for {}: {e}; check sslrootcert", config.describe()))
+    };
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(tls_error)?;
+    let verify = matches!(config.sslmode, SslMode::VerifyCa | SslMode::VerifyFull);
+    if verify {
+        if let Some(root) = &config.sslrootcert {
+            builder.set_ca_file(root).map_err(tls_error)?;
+        }
+    } else {
+        builder.set_verify(SslVerifyMode::NONE);
+    }
+    pg.ssl_mode(match config.sslmode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        _ => PgSslMode::Require,
+    });
+    let mut tls = postgres_openssl::MakeTlsConnector::new(builder.build());
+    if config.sslmode == SslMode::VerifyCa {
+        tls.set_callback(|connect, _| {
+            connect.set_verify_hostname(false);
+            Ok(())
+        });
+    }
+    let (client, connection) = pg
+        .connect(tls)
         .await
         .map_err(|e| SourceError::from(tributary_postgres::PgError::from(e)))?;
     tokio::spawn(async move {
@@ -83,7 +130,7 @@ impl PostgresSource {
     ) -> Result<PostgresSource, SourceError> {
         let conninfo = source_conninfo(config)?;
         tracing::info!(source = %config.name, server = %config.describe(), "connecting");
-        let client = connect_catalog(&conninfo).await?;
+        let client = connect_catalog(config).await?;
 
         let tables = publication_tables(config);
         let resolved = match &tables {
@@ -123,7 +170,7 @@ impl PostgresSource {
                 memory_budget_bytes: config.txn_memory_mb * 1024 * 1024,
                 channel_capacity: 64,
             },
-            client,
+            Some(std::sync::Arc::new(client)),
         )
         .await?;
         Ok(PostgresSource {
@@ -203,7 +250,7 @@ impl Source for PostgresSource {
     }
 
     async fn close(self) -> Result<(), SourceError> {
-        self.replication.shutdown().await?;
+        self.replication.shutdown().await;
         Ok(())
     }
 }

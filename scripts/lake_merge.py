@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Bronze merge of a tributary lake with DuckDB.
+
+Where it sits: downstream of the lake, beside any warehouse. It reads only
+the files the manifests (<lake>/<source>/_manifests/*.json, in seq order)
+list and applies the merge rule every manifest states, with the same SQL the
+README prints. The Rust reference implementation is src/merge.rs; the
+integration test tests/lake_merge.rs checks both give the same rows.
+
+Usage:
+    python3 scripts/lake_merge.py --lake <root dir> --source <name> --out <dir>
+    python3 scripts/lake_merge.py --lake <root dir> --source <name> --print
+    python3 scripts/lake_merge.py --lake <root dir> --source <name> --sql public.orders
+
+--out writes <out>/<namespace.table>.parquet per table (data columns only).
+Requires the DuckDB wheel: pip install duckdb
+"""
+
+import argparse
+import json
+import os
+import sys
+
+MANIFEST_VERSION = 1
+
+# The merge rule as one query. Placeholders:
+#   {files}      list of Parquet paths, e.g. ['a.parquet', 'b.parquet']
+#   {key}        key column list, e.g. "tenant", "id"  (tables without a key: _pos)
+#   {columns}    one select item per data column: key columns as-is, every
+#                other column as arg_max_null(col, CASE WHEN list_contains(_unchanged, 'col') THEN NULL ELSE _pos END)
+SQL_TEMPLATE = """\
+WITH changes AS (
+    SELECT * FROM read_parquet({files}, union_by_name = true)
+),
+live AS (
+    -- a truncate removes every row of the table with a smaller _pos
+    SELECT * FROM changes
+    WHERE _op <> 't'
+      AND _pos > coalesce((SELECT max(_pos) FROM changes WHERE _op = 't'), '')
+),
+segments AS (
+    -- per key, only changes after its latest delete count
+    SELECT *, max(CASE WHEN _op = 'd' THEN _pos END) OVER (PARTITION BY {key}) AS _last_delete
+    FROM live
+)
+SELECT
+    {columns}
+FROM segments
+WHERE _last_delete IS NULL OR _pos > _last_delete
+GROUP BY {key}
+ORDER BY {key}"""
+
+# arg_max_null takes the value of the row with the largest _pos even when that
+# value is NULL (a real NULL written by the source), but skips rows whose
+# ordering argument is NULL: that is how a column listed in _unchanged keeps
+# the latest earlier value. Plain arg_max would also skip NULL values.
+MERGED_COLUMN = (
+    "arg_max_null({col}, CASE WHEN list_contains(_unchanged, {lit}) THEN NULL ELSE _pos END) AS {col}"
+)
+
+
+def ident(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def merge_sql(table):
+    """The merge query of one table (as gathered by read_tables)."""
+    keys = table["key_columns"]
+    items = []
+    for column in table["columns"]:
+        name = column["name"]
+        if name in keys:
+            items.append(ident(name))
+        else:
+            items.append(MERGED_COLUMN.format(col=ident(name), lit=literal(name)))
+    return SQL_TEMPLATE.format(
+        files="[" + ", ".join(literal(f) for f in table["files"]) + "]",
+        key=", ".join(ident(k) for k in keys) if keys else "_pos",
+        columns=",\n    ".join(items),
+    )
+
+
+def read_tables(lake, source):
+    """Tables of a source from its manifests: latest columns and key, every file."""
+    directory = os.path.join(lake, source, "_manifests")
+    if not os.path.isdir(directory):
+        sys.exit(f"no manifests in {directory}: check --lake and --source")
+    names = sorted(n for n in os.listdir(directory) if n.endswith(".json") and n[:-5].isdigit())
+    tables = {}
+    for expected, name in enumerate(names, start=1):
+        if int(name[:-5]) != expected:
+            sys.exit(f"manifest {expected} of {source} is missing: the manifest log must be gapless")
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
+            manifest = json.load(f)
+        if manifest["manifest_version"] > MANIFEST_VERSION:
+            sys.exit(f"{name} has manifest version {manifest['manifest_version']}; upgrade this script")
+        for entry in manifest["tables"]:
+            table = tables.setdefault(entry["table"], {"files": []})
+            table["columns"] = entry["columns"]
+            table["key_columns"] = entry["key_columns"]
+            for file in entry["files"]:
+                path = os.path.join(lake, file["path"])
+                if path not in table["files"]:
+                    table["files"].append(path)
+    return tables
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lake", required=True, help="lake root directory")
+    parser.add_argument("--source", required=True, help="source name")
+    parser.add_argument("--out", help="write <out>/<namespace.table>.parquet per table")
+    parser.add_argument("--print", action="store_true", help="print the merged rows")
+    parser.add_argument("--sql", metavar="TABLE", help="print the merge SQL of TABLE (namespace.name)")
+    args = parser.parse_args()
+    if not (args.out or args.print or args.sql):
+        parser.error("give --out, --print or --sql")
+
+    tables = read_tables(args.lake, args.source)
+    if args.sql:
+        if args.sql not in tables:
+            sys.exit(f"no table {args.sql}; tables: {', '.join(sorted(tables))}")
+        print(merge_sql(tables[args.sql]) + ";")
+        if not (args.out or args.print):
+            return
+
+    try:
+        import duckdb
+    except ImportError:
+        sys.exit("the DuckDB Python wheel is missing: run `pip install duckdb`")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+    for name, table in sorted(tables.items()):
+        sql = merge_sql(table)
+        if args.out:
+            target = os.path.join(args.out, name + ".parquet")
+            con.execute(f"COPY ({sql}) TO {literal(target)} (FORMAT parquet, COMPRESSION zstd)")
+        if args.print:
+            print(f"== {name}")
+            con.sql(sql).show(max_rows=1_000_000, max_width=10_000)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+//! The lake sink: buffers envelopes per table shape and flushes them as
+//! Parquet delta files plus one manifest.
+//!
+//! Sits between the pipeline and the store (`pipeline → LakeSink::write →
+//! DeltaBuilder`; `pipeline → LakeSink::flush → files → manifest`). The flush
+//! order is the whole durability story: every file is durable before the
+//! manifest that lists it is written, and the flush is reported durable only
+//! after the manifest is. See [`super`] for the full contract.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::delta_writer::DeltaBuilder;
+use super::error::SinkError;
+use super::manifest::MANIFEST_VERSION;
+use super::manifest::{
+    Manifest, ManifestCheckpoint, ManifestFile, ManifestTable, ManifestWriter, MergeRule, delta_path,
+};
+use super::store::LakeStore;
+use crate::envelope::{ENVELOPE_VERSION, Envelope};
+
+/// Files written concurrently during one flush.
+const PARALLEL_PUTS: usize = 8;
+
+/// Buffers of one source, keyed by (`namespace.name`, schema fingerprint).
+type Builders = BTreeMap<(String, String), DeltaBuilder>;
+
+/// The Parquet lake sink of one source. See the module doc of [`super`].
+#[derive(Debug)]
+pub struct LakeSink {
+    store: LakeStore,
+    source: String,
+    manifests: ManifestWriter,
+    next_seq: u64,
+    latest: Option<Manifest>,
+    builders: Builders,
+}
+
+impl LakeSink {
+    /// Opens the sink of `source`; the next manifest follows the newest one.
+    pub async fn open(store: LakeStore, source: &str) -> Result<LakeSink, SinkError> {
+        let manifests = ManifestWriter::new(store.clone(), source);
+        let latest = manifests.latest().await?;
+        Ok(LakeSink {
+            next_seq: latest.as_ref().map_or(1, |m| m.seq + 1),
+            store,
+            source: source.to_string(),
+            manifests,
+            latest,
+            builders: Builders::new(),
+        })
+    }
+
+    /// Buffers one change. A rejected envelope (value does not fit its
+    /// column) leaves the buffers unchanged.
+    pub fn write(&mut self, env: &Envelope) -> Result<(), SinkError> {
+        let key = (env.table.qualified_name(), env.table.fingerprint.clone());
+        let builder = self
+            .builders
+            .entry(key)
+            .or_insert_with(|| DeltaBuilder::new(env.table.clone(), &self.source));
+        builder.append(env)
+    }
+
+    pub fn buffered_rows(&self) -> usize {
+        self.builders.values().map(DeltaBuilder::rows).sum()
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.builders.values().map(DeltaBuilder::approx_bytes).sum()
+    }
+
+    /// The newest durable manifest (written by this sink or found at open).
+    pub fn latest_manifest(&self) -> Option<&Manifest> {
+        self.latest.as_ref()
+    }
+
+    pub fn store(&self) -> &LakeStore {
+        &self.store
+    }
+
+    /// Makes everything buffered durable: files, then the manifest carrying
+    /// `checkpoint`. Returns the manifest once it is durable, `None` when
+    /// nothing was buffered. On error nothing is durable from the
+    /// checkpoint's point of view and the buffers are kept, so calling flush
+    /// again writes the same files (same names, same bytes).
+    pub async fn flush(&mut self, checkpoint: ManifestCheckpoint) -> Result<Option<Manifest>, SinkError> {
+        if self.buffered_rows() == 0 {
+            return Ok(None);
+        }
+        let encoded = self.encode_buffers().await?;
+        let mut tables = Vec::with_capacity(self.builders.len());
+        let mut puts = Vec::with_capacity(self.builders.len());
+        for (builder, bytes) in self.builders.values().zip(encoded) {
+            let (table, path) = self.describe(builder, bytes.len());
+            tables.push(table);
+            puts.push((path, bytes));
+        }
+        futures::stream::iter(puts)
+            .map(|(path, bytes)| {
+                let store = &self.store;
+                async move { store.put_durable(&path, bytes).await }
+            })
+            .buffer_unordered(PARALLEL_PUTS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let manifest = Manifest {
+            manifest_version: MANIFEST_VERSION,
+            seq: self.next_seq,
+            source: self.source.clone(),
+            envelope_version: ENVELOPE_VERSION,
+            created_at: chrono::Utc::now().to_rfc3339(),
+            first_pos: tables.iter().map(|t| t.first_pos.clone()).min().unwrap_or_default(),
+            last_pos: tables.iter().map(|t| t.last_pos.clone()).max().unwrap_or_default(),
+            checkpoint,
+            tables,
+            merge_rule: MergeRule::default(),
+        };
+        self.manifests.write(&manifest).await?;
+        self.next_seq += 1;
+        self.builders.clear();
+        self.latest = Some(manifest.clone());
+        Ok(Some(manifest))
+    }
+
+    /// Encodes every buffer on blocking threads, in parallel, keeping the
+    /// buffers whatever happens (even if encoding panics).
+    async fn encode_buffers(&mut self) -> Result<Vec<Bytes>, SinkError> {
+        let shared = Arc::new(std::mem::take(&mut self.builders));
+        let task = Arc::clone(&shared);
+        let joined = tokio::task::spawn_blocking(move || encode_all(&task)).await;
+        self.builders = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
+        let results = joined.map_err(|e| SinkError::Encode {
+            table: "a buffered table".into(),
+            message: format!("encoder thread failed: {e}"),
+        })?;
+        results.into_iter().collect()
+    }
+
+    /// The manifest entry and file path of one buffer.
+    fn describe(&self, builder: &DeltaBuilder, bytes: usize) -> (ManifestTable, String) {
+        let schema = builder.table();
+        let (first, last) = builder.pos_range().unwrap_or_default();
+        let (first, last) = (first.to_string(), last.to_string());
+        let path = delta_path(
+            &self.source,
+            &schema.qualified_name(),
+            builder.first_commit_ts().unwrap_or_default(),
+            &first,
+            &last,
+            &schema.fingerprint,
+        );
+        let file = ManifestFile {
+            path: path.clone(),
+            rows: builder.rows() as u64,
+            bytes: bytes as u64,
+            first_pos: first.clone(),
+            last_pos: last.clone(),
+            snapshot: builder.is_snapshot(),
+        };
+        let table = ManifestTable {
+            table: schema.qualified_name(),
+            namespace: schema.namespace.clone(),
+            name: schema.name.clone(),
+            schema_fingerprint: schema.fingerprint.clone(),
+            key_columns: schema.key_names(),
+            columns: schema.columns.clone(),
+            files: vec![file],
+            ops: builder.op_counts(),
+            first_pos: first,
+            last_pos: last,
+        };
+        (table, path)
+    }
+}
+
+/// Encodes each builder, spreading them over the available cores.
+fn encode_all(builders: &Builders) -> Vec<Result<Bytes, SinkError>> {
+    let list: Vec<&DeltaBuilder> = builders.values().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(list.len())
+        .max(1);
+    if threads == 1 {
+        return list.iter().map(|b| b.encode()).collect();
+    }
+    let chunk = list.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = list
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|b| b.encode()).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![Err(SinkError::Encode {
+                        table: "a buffered table".into(),
+                        message: "encoder thread panicked".into(),
+                    })]
+                })
+            })
+            .collect()
+    })
+}

@@ -1,0 +1,246 @@
+//! Bronze merge manifests: the ordered log of what each flush made durable.
+//!
+//! Sits at the end of every flush: [`super::LakeSink`] writes the delta files,
+//! then one [`Manifest`] listing them, and only then reports the flush
+//! durable. The manifest log (`<source>/_manifests/<seq>.json`, `seq` gapless
+//! from 1) is therefore the authoritative record of the lake: readers take
+//! exactly the files manifests list (orphans from an interrupted flush are
+//! ignored), and each manifest embeds the checkpoint it completes, so a crash
+//! after the manifest but before the checkpoint file is rolled forward.
+//!
+//! Every manifest states the merge rule ([`MergeRule`]) a reader applies to
+//! build the current table state; `crate::merge` and `scripts/lake_merge.py`
+//! implement it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::delta_writer::OpCounts;
+use super::error::SinkError;
+use super::store::LakeStore;
+use crate::envelope::ENVELOPE_VERSION;
+use crate::position::{Position, ResumePoint};
+use crate::schema::ColumnSchema;
+
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// The checkpoint a manifest completes (given by the pipeline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestCheckpoint {
+    /// The last change included in this or an earlier manifest.
+    pub last_position: Position,
+    /// Where the source resumes.
+    pub resume: ResumePoint,
+    /// False when the flush ended inside a transaction.
+    pub txn_complete: bool,
+}
+
+/// One delta file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// Path relative to the lake root.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub first_pos: String,
+    pub last_pos: String,
+    /// Every row is a snapshot read (`r`).
+    pub snapshot: bool,
+}
+
+/// The files of one table shape in one flush.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestTable {
+    /// `namespace.name`.
+    pub table: String,
+    pub namespace: String,
+    pub name: String,
+    pub schema_fingerprint: String,
+    pub key_columns: Vec<String>,
+    pub columns: Vec<ColumnSchema>,
+    pub files: Vec<ManifestFile>,
+    pub ops: OpCounts,
+    pub first_pos: String,
+    pub last_pos: String,
+}
+
+/// How to turn the deltas into the current state of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeRule {
+    pub rule_version: u32,
+    pub order_by: String,
+    pub rules: Vec<String>,
+}
+
+impl Default for MergeRule {
+    fn default() -> MergeRule {
+        MergeRule {
+            rule_version: 1,
+            order_by: "_pos".into(),
+            rules: [
+                "order every row of a table by _pos (a plain string comparison); rows with the same _pos are the same change (a replayed flush) and count once",
+                "per key (key_columns) the row with the largest _pos wins",
+                "a winning row with _op 'd' removes the key",
+                "a row with _op 't' removes every row of the table with a smaller _pos",
+                "a column named in _unchanged keeps the value from the latest earlier row of the same key (after its last 'd' and the last 't') where it was not unchanged",
+                "rows with _op 'r' (snapshot) are ordinary base images, merged like 'c'",
+                "tables without key columns are append-only: every row is its own key",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// One flush of one source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub seq: u64,
+    pub source: String,
+    pub envelope_version: u32,
+    /// RFC 3339; the only field that differs when a flush is retried.
+    pub created_at: String,
+    pub first_pos: String,
+    pub last_pos: String,
+    pub checkpoint: ManifestCheckpoint,
+    pub tables: Vec<ManifestTable>,
+    pub merge_rule: MergeRule,
+}
+
+/// Path of manifest `seq` of `source`.
+pub fn manifest_path(source: &str, seq: u64) -> String {
+    format!("{source}/_manifests/{seq:020}.json")
+}
+
+/// Path of a delta file: `<source>/<ns>.<table>/date=YYYY-MM-DD/<first>_<last>_<fp8>.parquet`,
+/// dated by the commit timestamp (UTC) of its first row.
+pub fn delta_path(
+    source: &str,
+    qualified_table: &str,
+    first_commit_ts_micros: i64,
+    first_pos: &str,
+    last_pos: &str,
+    fingerprint: &str,
+) -> String {
+    let date = DateTime::<Utc>::from_timestamp_micros(first_commit_ts_micros)
+        .unwrap_or_default()
+        .format("%Y-%m-%d");
+    let fp: String = fingerprint.chars().take(8).collect();
+    format!("{source}/{qualified_table}/date={date}/{first_pos}_{last_pos}_{fp}.parquet")
+}
+
+/// Reads and writes one source's manifest log.
+#[derive(Debug, Clone)]
+pub struct ManifestWriter {
+    store: LakeStore,
+    source: String,
+}
+
+impl ManifestWriter {
+    pub fn new(store: LakeStore, source: &str) -> ManifestWriter {
+        ManifestWriter {
+            store,
+            source: source.to_string(),
+        }
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Writes a manifest durably. The caller writes its files first.
+    pub async fn write(&self, manifest: &Manifest) -> Result<(), SinkError> {
+        let json = serde_json::to_vec_pretty(manifest).map_err(|e| SinkError::Encode {
+            table: format!("manifest {}", manifest.seq),
+            message: e.to_string(),
+        })?;
+        self.store
+            .put_durable(&manifest_path(&self.source, manifest.seq), json.into())
+            .await
+    }
+
+    /// Sequence numbers of every manifest, ascending.
+    pub async fn list(&self) -> Result<Vec<u64>, SinkError> {
+        let prefix = format!("{}/_manifests", self.source);
+        let mut seqs = Vec::new();
+        for path in self.store.list(&prefix).await? {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            let Some(seq) = name.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) else {
+                tracing::warn!(path = %path, "ignoring a file in the manifest directory that is not a manifest");
+                continue;
+            };
+            seqs.push(seq);
+        }
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// Manifest `seq`; a definite error when it is missing or unreadable.
+    pub async fn read(&self, seq: u64) -> Result<Manifest, SinkError> {
+        let path = manifest_path(&self.source, seq);
+        let bytes = self.store.get(&path).await?.ok_or_else(|| {
+            SinkError::corrupt(format!(
+                "manifest {path} in {} is missing; restore it from a backup (the manifest log must be gapless)",
+                self.store.root_display()
+            ))
+        })?;
+        parse_manifest(&bytes, &path)
+    }
+
+    /// The newest manifest, if any.
+    pub async fn latest(&self) -> Result<Option<Manifest>, SinkError> {
+        match self.list().await?.last() {
+            Some(&seq) => self.read(seq).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Parses and version-checks a manifest read from `path`.
+pub fn parse_manifest(bytes: &[u8], path: &str) -> Result<Manifest, SinkError> {
+    #[derive(Deserialize)]
+    struct Versions {
+        manifest_version: u32,
+        envelope_version: u32,
+    }
+    let versions: Versions = serde_json::from_slice(bytes).map_err(|e| {
+        SinkError::corrupt(format!(
+            "manifest {path} is not a tributary manifest ({e}); restore it from a backup or remove the source's lake directory and re-snapshot"
+        ))
+    })?;
+    if versions.manifest_version > MANIFEST_VERSION || versions.envelope_version > ENVELOPE_VERSION {
+        return Err(SinkError::corrupt(format!(
+            "manifest {path} has manifest version {} / envelope version {}, newer than this tributary understands ({MANIFEST_VERSION} / {ENVELOPE_VERSION}); upgrade tributary",
+            versions.manifest_version, versions.envelope_version
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        SinkError::corrupt(format!(
+            "manifest {path} is damaged ({e}); restore it from a backup or remove the source's lake directory and re-snapshot"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_sort_and_date() {
+        assert_eq!(manifest_path("pg", 7), "pg/_manifests/00000000000000000007.json");
+        assert!(manifest_path("pg", 9) < manifest_path("pg", 10));
+        let p = delta_path("pg", "public.t", 86_400_000_000, "A", "B", "0123456789abcdef");
+        assert_eq!(p, "pg/public.t/date=1970-01-02/A_B_01234567.parquet");
+    }
+
+    #[test]
+    fn newer_versions_are_refused() {
+        let json = br#"{"manifest_version": 2, "envelope_version": 1}"#;
+        let err = parse_manifest(json, "x").unwrap_err().to_string();
+        assert!(err.contains("upgrade tributary"), "{err}");
+        let err = parse_manifest(b"{", "x").unwrap_err().to_string();
+        assert!(err.contains("not a tributary manifest"), "{err}");
+    }
+}

@@ -1,0 +1,509 @@
+//! End-to-end unit tests of the sink: envelopes → LakeSink → files and
+//! manifests → BronzeMerge.
+
+use std::sync::Arc;
+
+use super::delta_writer::DeltaBuilder;
+use super::*;
+use crate::envelope::{Envelope, Op, Row, SourceInfo, Value};
+use crate::merge::{BronzeMerge, read_parquet_rows};
+use crate::position::{Position, ResumePoint};
+use crate::schema::{ColumnSchema, ColumnType, TableSchema};
+
+const SOURCE: &str = "pg";
+/// 2023-11-14T22:13:20Z
+const TS: i64 = 1_700_000_000_000_000;
+
+fn col(name: &str, data_type: ColumnType) -> ColumnSchema {
+    ColumnSchema {
+        name: name.into(),
+        data_type,
+        source_type: "test".into(),
+        nullable: true,
+    }
+}
+
+fn table(name: &str, columns: Vec<ColumnSchema>, key: Vec<usize>) -> Arc<TableSchema> {
+    Arc::new(TableSchema::new("public", name, columns, key))
+}
+
+fn pos(lsn: u64, ordinal: u64) -> Position {
+    Position::Postgres {
+        commit_lsn: lsn,
+        ordinal,
+    }
+}
+
+fn change(table: &Arc<TableSchema>, op: Op, at: (u64, u64), after: Option<Row>, before: Option<Row>) -> Envelope {
+    Envelope {
+        op,
+        table: table.clone(),
+        after,
+        before,
+        unchanged: Vec::new(),
+        position: pos(at.0, at.1),
+        source: SourceInfo {
+            source: SOURCE.into(),
+            database: "db".into(),
+            xid: Some(at.0 + 1000),
+            change_lsn: Some(at.0 * 10 + at.1),
+            commit_ts_micros: TS + at.0 as i64,
+        },
+    }
+}
+
+fn upsert(table: &Arc<TableSchema>, op: Op, at: (u64, u64), row: Row) -> Envelope {
+    change(table, op, at, Some(row), None)
+}
+
+fn checkpoint(at: (u64, u64)) -> ManifestCheckpoint {
+    ManifestCheckpoint {
+        last_position: pos(at.0, at.1),
+        resume: ResumePoint::Postgres { lsn: at.0 + 1 },
+        txn_complete: true,
+    }
+}
+
+fn int(v: i64) -> Value {
+    Value::Int64(v)
+}
+
+fn text(v: &str) -> Value {
+    Value::Text(v.into())
+}
+
+async fn open() -> (tempfile::TempDir, LakeStore, LakeSink) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LakeStore::local(dir.path()).unwrap();
+    let sink = LakeSink::open(store.clone(), SOURCE).await.unwrap();
+    (dir, store, sink)
+}
+
+async fn write_all(sink: &mut LakeSink, changes: &[Envelope]) {
+    for c in changes {
+        sink.write(c).unwrap();
+    }
+}
+
+fn items() -> Arc<TableSchema> {
+    table(
+        "items",
+        vec![
+            col("id", ColumnType::Int64),
+            col("name", ColumnType::Text),
+            col("note", ColumnType::Text),
+        ],
+        vec![0],
+    )
+}
+
+#[tokio::test]
+async fn updates_deletes_reinserts_and_unchanged_columns_merge() {
+    let (_dir, store, mut sink) = open().await;
+    let t = items();
+    write_all(
+        &mut sink,
+        &[
+            upsert(&t, Op::Read, (0x100, 1), vec![int(1), text("one"), text("big note")]),
+            upsert(&t, Op::Read, (0x100, 2), vec![int(2), text("two"), text("n2")]),
+        ],
+    )
+    .await;
+    let first = sink.flush(checkpoint((0x100, 2))).await.unwrap().unwrap();
+    assert_eq!(first.seq, 1);
+    assert!(first.tables[0].files[0].snapshot);
+
+    let mut update = upsert(&t, Op::Update, (0x200, 2), vec![int(1), text("uno"), Value::Null]);
+    update.unchanged = vec![2];
+    let mut update_again = upsert(&t, Op::Update, (0x300, 2), vec![int(1), text("eins"), Value::Null]);
+    update_again.unchanged = vec![2];
+    write_all(
+        &mut sink,
+        &[
+            upsert(&t, Op::Create, (0x200, 1), vec![int(3), text("three"), Value::Null]),
+            update,
+            change(
+                &t,
+                Op::Delete,
+                (0x200, 3),
+                None,
+                Some(vec![int(2), Value::Null, Value::Null]),
+            ),
+            upsert(
+                &t,
+                Op::Create,
+                (0x300, 1),
+                vec![int(2), text("two again"), text("fresh")],
+            ),
+            update_again,
+        ],
+    )
+    .await;
+    let second = sink.flush(checkpoint((0x300, 2))).await.unwrap().unwrap();
+    assert_eq!(second.seq, 2);
+    assert_eq!(second.tables[0].ops.total(), 5);
+    assert!(!second.tables[0].files[0].snapshot);
+    assert_eq!(sink.flush(checkpoint((0x300, 2))).await.unwrap(), None);
+
+    let merged = BronzeMerge::load(&store, SOURCE).await.unwrap();
+    let rows = &merged.table("public.items").unwrap().rows;
+    assert_eq!(
+        rows,
+        &vec![
+            vec![int(3), text("three"), Value::Null],
+            vec![int(2), text("two again"), text("fresh")],
+            vec![int(1), text("eins"), text("big note")],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn truncate_removes_earlier_rows_only() {
+    let (_dir, store, mut sink) = open().await;
+    let t = items();
+    write_all(
+        &mut sink,
+        &[
+            upsert(&t, Op::Create, (0x10, 1), vec![int(1), text("a"), Value::Null]),
+            upsert(&t, Op::Create, (0x10, 2), vec![int(2), text("b"), Value::Null]),
+            change(&t, Op::Truncate, (0x20, 1), None, None),
+            upsert(&t, Op::Create, (0x30, 1), vec![int(2), text("c"), Value::Null]),
+        ],
+    )
+    .await;
+    sink.flush(checkpoint((0x30, 1))).await.unwrap();
+    let merged = BronzeMerge::load(&store, SOURCE).await.unwrap();
+    assert_eq!(
+        merged.table("public.items").unwrap().rows,
+        vec![vec![int(2), text("c"), Value::Null]]
+    );
+}
+
+#[tokio::test]
+async fn composite_keys_and_keyless_tables() {
+    let (_dir, store, mut sink) = open().await;
+    let t = table(
+        "tenants",
+        vec![
+            col("tenant", ColumnType::Text),
+            col("id", ColumnType::Int32),
+            col("v", ColumnType::Int32),
+        ],
+        vec![0, 1],
+    );
+    let log = table("log", vec![col("msg", ColumnType::Text)], vec![]);
+    let row = |a: &str, b: i32, v: i32| vec![text(a), Value::Int32(b), Value::Int32(v)];
+    write_all(
+        &mut sink,
+        &[
+            upsert(&t, Op::Create, (1, 1), row("a", 1, 10)),
+            upsert(&t, Op::Create, (1, 2), row("b", 1, 20)),
+            upsert(&t, Op::Create, (1, 3), row("a", 2, 30)),
+            upsert(&t, Op::Update, (2, 1), row("a", 1, 11)),
+            change(
+                &t,
+                Op::Delete,
+                (2, 2),
+                None,
+                Some(vec![text("b"), Value::Int32(1), Value::Null]),
+            ),
+            upsert(&log, Op::Create, (2, 3), vec![text("x")]),
+            upsert(&log, Op::Create, (2, 4), vec![text("x")]),
+        ],
+    )
+    .await;
+    let manifest = sink.flush(checkpoint((2, 4))).await.unwrap().unwrap();
+    assert_eq!(manifest.tables.len(), 2);
+    let merged = BronzeMerge::load(&store, SOURCE).await.unwrap();
+    assert_eq!(
+        merged.table("public.tenants").unwrap().rows,
+        vec![row("a", 2, 30), row("a", 1, 11)]
+    );
+    assert_eq!(merged.table("public.log").unwrap().rows.len(), 2);
+}
+
+fn every_type() -> (Arc<TableSchema>, Row) {
+    let list = |element: ColumnType| ColumnType::List {
+        element: Box::new(element),
+    };
+    let t = table(
+        "types",
+        vec![
+            col("id", ColumnType::Int64),
+            col("b", ColumnType::Bool),
+            col("i16", ColumnType::Int16),
+            col("i32", ColumnType::Int32),
+            col("f32", ColumnType::Float32),
+            col("f64", ColumnType::Float64),
+            col(
+                "dec",
+                ColumnType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+            ),
+            col(
+                "wide",
+                ColumnType::Decimal {
+                    precision: 38,
+                    scale: 10,
+                },
+            ),
+            col("txt", ColumnType::Text),
+            col("bin", ColumnType::Binary),
+            col("d", ColumnType::Date),
+            col("tm", ColumnType::Time),
+            col("ts", ColumnType::Timestamp),
+            col("tstz", ColumnType::TimestampTz),
+            col("ints", list(ColumnType::Int32)),
+            col("texts", list(ColumnType::Text)),
+            col("nested", list(list(ColumnType::Int64))),
+            col("nothing", ColumnType::Text),
+        ],
+        vec![0],
+    );
+    let row = vec![
+        int(1),
+        Value::Bool(true),
+        Value::Int16(-7),
+        Value::Int32(123_456),
+        Value::Float32(1.5),
+        Value::Float64(-2.25e100),
+        Value::Decimal(-123_456_789),
+        Value::Decimal(12_345_678_901_234_567_890_123_456_789_012_345_678),
+        text("héllo, \"world\""),
+        Value::Bytes(vec![0, 1, 2, 255]),
+        Value::Date(19_000),
+        Value::Time(45_296_000_001),
+        Value::Timestamp(-1),
+        Value::Timestamp(TS),
+        Value::List(vec![Value::Int32(1), Value::Null, Value::Int32(3)]),
+        Value::List(vec![]),
+        Value::List(vec![
+            Value::List(vec![int(1), int(2)]),
+            Value::Null,
+            Value::List(vec![]),
+        ]),
+        Value::Null,
+    ];
+    (t, row)
+}
+
+#[tokio::test]
+async fn every_column_type_round_trips() {
+    let (_dir, store, mut sink) = open().await;
+    let (t, row) = every_type();
+    let mut null_row = vec![Value::Null; row.len()];
+    null_row[0] = int(2);
+    write_all(
+        &mut sink,
+        &[
+            upsert(&t, Op::Create, (5, 1), row.clone()),
+            upsert(&t, Op::Create, (5, 2), null_row.clone()),
+        ],
+    )
+    .await;
+    sink.flush(checkpoint((5, 2))).await.unwrap();
+    let merged = BronzeMerge::load(&store, SOURCE).await.unwrap();
+    assert_eq!(merged.table("public.types").unwrap().rows, vec![row, null_row]);
+}
+
+#[tokio::test]
+async fn files_metadata_and_manifest_are_as_documented() {
+    let (_dir, store, mut sink) = open().await;
+    let t = items();
+    let before = vec![int(1), text("old"), Value::Null];
+    write_all(
+        &mut sink,
+        &[change(
+            &t,
+            Op::Update,
+            (0x1_0000_0000, 1),
+            Some(vec![int(1), text("new"), Value::Null]),
+            Some(before),
+        )],
+    )
+    .await;
+    let manifest = sink.flush(checkpoint((0x1_0000_0000, 1))).await.unwrap().unwrap();
+    let file = &manifest.tables[0].files[0];
+    let p = pos(0x1_0000_0000, 1).sort_key();
+    assert_eq!(
+        file.path,
+        format!(
+            "pg/public.items/date=2023-11-14/{p}_{p}_{}.parquet",
+            &t.fingerprint[..8]
+        )
+    );
+    assert_eq!(manifest.first_pos, p);
+    assert_eq!(manifest.tables[0].key_columns, vec!["id"]);
+    let bytes = store.get(&file.path).await.unwrap().unwrap();
+    assert_eq!(bytes.len() as u64, file.bytes);
+    let (names, rows) = read_parquet_rows(bytes.clone()).unwrap();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "name",
+            "note",
+            "_op",
+            "_pos",
+            "_commit_lsn",
+            "_lsn",
+            "_xid",
+            "_commit_ts",
+            "_unchanged",
+            "_before"
+        ]
+    );
+    assert_eq!(rows[0][3], text("u"));
+    assert_eq!(rows[0][4], text(&p));
+    assert_eq!(rows[0][5], int(0x1_0000_0000));
+    assert_eq!(rows[0][9], Value::List(vec![]));
+    assert_eq!(rows[0][10], text(r#"{"id":1,"name":"old","note":null}"#));
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap();
+    let meta = parquet::file::reader::FileReader::metadata(&reader).file_metadata();
+    assert_eq!(meta.created_by(), Some("tributary"));
+    let kv: std::collections::BTreeMap<_, _> = meta
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(kv["tributary.envelope_version"], "1");
+    assert_eq!(kv["tributary.schema_fingerprint"], t.fingerprint);
+    assert_eq!(kv["tributary.source"], "pg");
+    let schema: TableSchema = serde_json::from_str(&kv["tributary.table_schema"]).unwrap();
+    assert_eq!(&schema, t.as_ref());
+
+    let writer = ManifestWriter::new(store.clone(), SOURCE);
+    let latest = writer.latest().await.unwrap().unwrap();
+    assert_eq!(latest, manifest);
+    assert_eq!(writer.list().await.unwrap(), vec![1]);
+    let json: serde_json::Value = serde_json::from_slice(
+        &store
+            .get("pg/_manifests/00000000000000000001.json")
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["manifest_version"], 1);
+    assert_eq!(json["checkpoint"]["resume"]["lsn"], 0x1_0000_0001u64);
+    // A reopened sink continues the sequence.
+    let reopened = LakeSink::open(store.clone(), SOURCE).await.unwrap();
+    assert_eq!(reopened.latest_manifest().unwrap().seq, 1);
+}
+
+#[test]
+fn same_envelopes_give_identical_bytes() {
+    let (t, row) = every_type();
+    let encode = || {
+        let mut builder = DeltaBuilder::new(t.clone(), SOURCE);
+        for i in 0..50 {
+            let mut r = row.clone();
+            r[0] = int(i);
+            builder.append(&upsert(&t, Op::Create, (9, i as u64 + 1), r)).unwrap();
+        }
+        builder.encode().unwrap()
+    };
+    let a = encode();
+    assert_eq!(a, encode());
+    assert!(a.len() > 100);
+}
+
+#[test]
+fn unencodable_values_name_table_column_position_and_kind() {
+    let t = items();
+    let mut builder = DeltaBuilder::new(t.clone(), SOURCE);
+    let bad = upsert(
+        &t,
+        Op::Create,
+        (0x16_B374_D848, 3),
+        vec![text("x"), text("a"), Value::Null],
+    );
+    let err = builder.append(&bad).unwrap_err();
+    assert!(!err.is_transient());
+    let message = err.to_string();
+    assert!(
+        message.contains("public.items")
+            && message.contains("column id")
+            && message.contains("lsn 16/B374D848 change #3")
+            && message.contains("a text value does not fit a int64 column"),
+        "{message}"
+    );
+    assert_eq!(builder.rows(), 0);
+    let dec = table(
+        "d",
+        vec![col("x", ColumnType::Decimal { precision: 3, scale: 0 })],
+        vec![],
+    );
+    let err = DeltaBuilder::new(dec.clone(), SOURCE)
+        .append(&upsert(&dec, Op::Create, (1, 1), vec![Value::Decimal(1000)]))
+        .unwrap_err();
+    assert!(err.to_string().contains("exceeds the column's precision 3"), "{err}");
+}
+
+#[tokio::test]
+async fn failed_flush_keeps_buffers_and_retry_writes_the_same_files() {
+    let (dir, store, mut sink) = open().await;
+    let t = items();
+    write_all(
+        &mut sink,
+        &[upsert(&t, Op::Create, (1, 1), vec![int(1), text("a"), Value::Null])],
+    )
+    .await;
+    // A file where the manifest directory must go makes the manifest put fail.
+    std::fs::create_dir_all(dir.path().join("pg")).unwrap();
+    std::fs::write(dir.path().join("pg/_manifests"), b"in the way").unwrap();
+    let err = sink.flush(checkpoint((1, 1))).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert_eq!(sink.buffered_rows(), 1);
+    assert!(sink.latest_manifest().is_none());
+    let delta_files = store.list("pg/public.items").await.unwrap();
+    assert_eq!(delta_files.len(), 1);
+    let orphan = store.get(&delta_files[0]).await.unwrap().unwrap();
+
+    std::fs::remove_file(dir.path().join("pg/_manifests")).unwrap();
+    let manifest = sink.flush(checkpoint((1, 1))).await.unwrap().unwrap();
+    assert_eq!(manifest.seq, 1);
+    assert_eq!(manifest.tables[0].files[0].path, delta_files[0]);
+    assert_eq!(store.get(&delta_files[0]).await.unwrap().unwrap(), orphan);
+    assert_eq!(sink.buffered_rows(), 0);
+}
+
+#[tokio::test]
+async fn replayed_positions_are_harmless_but_conflicting_ones_are_corruption() {
+    let (_dir, store, mut sink) = open().await;
+    let t = items();
+    let a = upsert(&t, Op::Create, (1, 1), vec![int(1), text("a"), Value::Null]);
+    let b = upsert(&t, Op::Update, (2, 1), vec![int(1), text("b"), Value::Null]);
+    write_all(&mut sink, &[a.clone(), b.clone()]).await;
+    sink.flush(checkpoint((2, 1))).await.unwrap();
+    // Redelivery after a crash: the same changes again in a later flush.
+    write_all(&mut sink, std::slice::from_ref(&b)).await;
+    sink.flush(checkpoint((2, 1))).await.unwrap();
+    let merged = BronzeMerge::load(&store, SOURCE).await.unwrap();
+    assert_eq!(
+        merged.table("public.items").unwrap().rows,
+        vec![vec![int(1), text("b"), Value::Null]]
+    );
+
+    let conflicting = upsert(&t, Op::Update, (2, 1), vec![int(1), text("other"), Value::Null]);
+    write_all(&mut sink, &[conflicting]).await;
+    sink.flush(checkpoint((2, 1))).await.unwrap();
+    let err = BronzeMerge::load(&store, SOURCE).await.unwrap_err().to_string();
+    assert!(err.contains("with different content"), "{err}");
+}
+
+#[test]
+fn write_rejects_and_keeps_other_buffers() {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let (_dir, _store, mut sink) = runtime.block_on(open());
+    let t = items();
+    sink.write(&upsert(&t, Op::Create, (1, 1), vec![int(1), text("a"), Value::Null]))
+        .unwrap();
+    let delete_without_key = change(&t, Op::Delete, (1, 2), None, None);
+    assert!(sink.write(&delete_without_key).is_err());
+    assert_eq!(sink.buffered_rows(), 1);
+    assert!(sink.buffered_bytes() > 0);
+}

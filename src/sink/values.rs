@@ -1,0 +1,316 @@
+//! Typed values into Arrow arrays (and JSON for the `_before` column).
+//!
+//! Sits between the envelope and the delta file: [`super::delta_writer`]
+//! checks every value with [`check`] when it is buffered (so a mismatch is
+//! reported with its table, column and position, never dropped), and turns
+//! whole columns into Arrow arrays with [`to_array`] when the batch is
+//! encoded. The Arrow type of a column is always
+//! [`ColumnType::arrow_type`], including nested lists.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int16Builder,
+    Int32Builder, Int64Builder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, ListArray};
+use arrow_buffer::{NullBuffer, OffsetBuffer};
+use arrow_schema::{ArrowError, Field};
+
+use crate::envelope::Value;
+use crate::schema::ColumnType;
+
+/// Name of a value's variant, for error messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Int16(_) => "int16",
+        Value::Int32(_) => "int32",
+        Value::Int64(_) => "int64",
+        Value::Float32(_) => "float32",
+        Value::Float64(_) => "float64",
+        Value::Decimal(_) => "decimal",
+        Value::Text(_) => "text",
+        Value::Bytes(_) => "bytes",
+        Value::Date(_) => "date",
+        Value::Time(_) => "time",
+        Value::Timestamp(_) => "timestamp",
+        Value::List(_) => "list",
+    }
+}
+
+/// Whether `value` can be stored in a column of type `ty` without loss.
+/// Integers and floats may widen (int16 → int64); nothing narrows. The error
+/// is a human sentence naming the value kind and the column type.
+pub fn check(value: &Value, ty: &ColumnType) -> Result<(), String> {
+    let fits = match (ty, value) {
+        (_, Value::Null) => true,
+        (ColumnType::Bool, Value::Bool(_)) => true,
+        (ColumnType::Int16, Value::Int16(_)) => true,
+        (ColumnType::Int32, Value::Int16(_) | Value::Int32(_)) => true,
+        (ColumnType::Int64, Value::Int16(_) | Value::Int32(_) | Value::Int64(_)) => true,
+        (ColumnType::Float32, Value::Float32(_)) => true,
+        (ColumnType::Float64, Value::Float32(_) | Value::Float64(_)) => true,
+        (ColumnType::Decimal { precision, .. }, Value::Decimal(v)) => {
+            let limit = 10i128.checked_pow(u32::from(*precision)).unwrap_or(i128::MAX);
+            if v.unsigned_abs() >= limit.unsigned_abs() {
+                return Err(format!(
+                    "decimal value with unscaled digits {v} exceeds the column's precision {precision} ({ty})"
+                ));
+            }
+            true
+        }
+        (ColumnType::Text, Value::Text(_)) => true,
+        (ColumnType::Binary, Value::Bytes(_)) => true,
+        (ColumnType::Date, Value::Date(_)) => true,
+        (ColumnType::Time, Value::Time(_)) => true,
+        (ColumnType::Timestamp | ColumnType::TimestampTz, Value::Timestamp(_)) => true,
+        (ColumnType::List { element }, Value::List(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                check(item, element).map_err(|e| format!("list element {i}: {e}"))?;
+            }
+            true
+        }
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(format!("a {} value does not fit a {ty} column", kind(value)))
+    }
+}
+
+/// Builds the Arrow array of type `ty.arrow_type()` holding `values`, which
+/// must have passed [`check`].
+pub fn to_array(ty: &ColumnType, values: &[&Value]) -> Result<ArrayRef, ArrowError> {
+    let mismatch = |v: &Value| ArrowError::InvalidArgumentError(format!("unchecked {} value for {ty}", kind(v)));
+    macro_rules! primitive {
+        ($builder:ty, $($pat:pat => $out:expr),+) => {{
+            let mut b = <$builder>::with_capacity(values.len());
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    $($pat => b.append_value($out),)+
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    Ok(match ty {
+        ColumnType::Bool => primitive!(BooleanBuilder, Value::Bool(x) => *x),
+        ColumnType::Int16 => primitive!(Int16Builder, Value::Int16(x) => *x),
+        ColumnType::Int32 => primitive!(Int32Builder, Value::Int16(x) => i32::from(*x), Value::Int32(x) => *x),
+        ColumnType::Int64 => primitive!(Int64Builder,
+            Value::Int16(x) => i64::from(*x), Value::Int32(x) => i64::from(*x), Value::Int64(x) => *x),
+        ColumnType::Float32 => primitive!(Float32Builder, Value::Float32(x) => *x),
+        ColumnType::Float64 => primitive!(Float64Builder, Value::Float32(x) => f64::from(*x), Value::Float64(x) => *x),
+        ColumnType::Decimal { precision, scale } => {
+            let mut b = Decimal128Builder::with_capacity(values.len());
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Decimal(x) => b.append_value(*x),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish().with_precision_and_scale(*precision, *scale)?)
+        }
+        ColumnType::Text => {
+            let mut b = StringBuilder::with_capacity(values.len(), 0);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Text(x) => b.append_value(x),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Binary => {
+            let mut b = BinaryBuilder::with_capacity(values.len(), 0);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Bytes(x) => b.append_value(x),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Date => primitive!(Date32Builder, Value::Date(x) => *x),
+        ColumnType::Time => primitive!(Time64MicrosecondBuilder, Value::Time(x) => *x),
+        ColumnType::Timestamp => primitive!(TimestampMicrosecondBuilder, Value::Timestamp(x) => *x),
+        ColumnType::TimestampTz => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(values.len()).with_timezone("UTC");
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Timestamp(x) => b.append_value(*x),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::List { element } => {
+            let mut offsets = Vec::with_capacity(values.len() + 1);
+            let mut valid = Vec::with_capacity(values.len());
+            let mut items: Vec<&Value> = Vec::new();
+            offsets.push(0i32);
+            for v in values {
+                match v {
+                    Value::Null => valid.push(false),
+                    Value::List(list) => {
+                        items.extend(list.iter());
+                        valid.push(true);
+                    }
+                    other => return Err(mismatch(other)),
+                }
+                let end = i32::try_from(items.len())
+                    .map_err(|_| ArrowError::InvalidArgumentError("list column exceeds 2^31 elements".into()))?;
+                offsets.push(end);
+            }
+            let child = to_array(element, &items)?;
+            let field = Arc::new(Field::new("item", element.arrow_type(), true));
+            Arc::new(ListArray::try_new(
+                field,
+                OffsetBuffer::new(offsets.into()),
+                child,
+                Some(NullBuffer::from(valid)),
+            )?)
+        }
+    })
+}
+
+/// JSON form of a value of type `ty` (for `_before`): numbers as numbers,
+/// decimals, dates and times as their canonical text, bytes as `\x` hex.
+pub fn to_json(value: &Value, ty: &ColumnType) -> serde_json::Value {
+    use serde_json::Value as J;
+    let float = |f: f64| serde_json::Number::from_f64(f).map_or_else(|| J::String(f.to_string()), J::Number);
+    match value {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int16(x) => J::from(*x),
+        Value::Int32(x) => J::from(*x),
+        Value::Int64(x) => J::from(*x),
+        Value::Float32(x) => float(f64::from(*x)),
+        Value::Float64(x) => float(*x),
+        Value::Decimal(x) => {
+            let scale = match ty {
+                ColumnType::Decimal { scale, .. } => *scale,
+                _ => 0,
+            };
+            J::String(format_decimal(*x, scale))
+        }
+        Value::Text(s) => J::String(s.clone()),
+        Value::Bytes(b) => J::String(format!("\\x{}", hex::encode(b))),
+        Value::Date(d) => J::String(
+            chrono::DateTime::from_timestamp(i64::from(*d) * 86_400, 0)
+                .map_or_else(|| d.to_string(), |t| t.date_naive().to_string()),
+        ),
+        Value::Time(us) => J::String(
+            chrono::NaiveTime::from_num_seconds_from_midnight_opt(
+                (us / 1_000_000) as u32,
+                ((us % 1_000_000) * 1_000) as u32,
+            )
+            .map_or_else(|| us.to_string(), |t| t.format("%H:%M:%S%.6f").to_string()),
+        ),
+        Value::Timestamp(us) => {
+            let zone = if matches!(ty, ColumnType::TimestampTz) { "Z" } else { "" };
+            J::String(chrono::DateTime::from_timestamp_micros(*us).map_or_else(
+                || us.to_string(),
+                |t| format!("{}{zone}", t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f")),
+            ))
+        }
+        Value::List(items) => {
+            let element = match ty {
+                ColumnType::List { element } => element.as_ref(),
+                other => other,
+            };
+            J::Array(items.iter().map(|v| to_json(v, element)).collect())
+        }
+    }
+}
+
+/// `12345` with scale 2 → `123.45`; negative scales multiply.
+pub fn format_decimal(unscaled: i128, scale: i8) -> String {
+    if scale <= 0 {
+        let zeros = "0".repeat(usize::from(scale.unsigned_abs()));
+        return if unscaled == 0 {
+            "0".into()
+        } else {
+            format!("{unscaled}{zeros}")
+        };
+    }
+    let scale = usize::from(scale.unsigned_abs());
+    let digits = unscaled.unsigned_abs().to_string();
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    let sign = if unscaled < 0 { "-" } else { "" };
+    format!("{sign}{int}.{frac}")
+}
+
+/// Rough in-memory size of a value, for flush decisions.
+pub fn approx_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 1,
+        Value::Int16(_) => 2,
+        Value::Int32(_) | Value::Float32(_) | Value::Date(_) => 4,
+        Value::Int64(_) | Value::Float64(_) | Value::Time(_) | Value::Timestamp(_) => 8,
+        Value::Decimal(_) => 16,
+        Value::Text(s) => s.len() + 4,
+        Value::Bytes(b) => b.len() + 4,
+        Value::List(items) => 4 + items.iter().map(approx_size).sum::<usize>(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_format_and_check_precision() {
+        assert_eq!(format_decimal(12345, 2), "123.45");
+        assert_eq!(format_decimal(-5, 3), "-0.005");
+        assert_eq!(format_decimal(7, 0), "7");
+        assert_eq!(format_decimal(7, -2), "700");
+        let ty = ColumnType::Decimal { precision: 4, scale: 2 };
+        assert!(check(&Value::Decimal(9999), &ty).is_ok());
+        let err = check(&Value::Decimal(-10000), &ty).unwrap_err();
+        assert!(err.contains("precision 4"), "{err}");
+    }
+
+    #[test]
+    fn mismatches_name_the_kind() {
+        assert_eq!(
+            check(&Value::Text("x".into()), &ColumnType::Int64).unwrap_err(),
+            "a text value does not fit a int64 column"
+        );
+        assert!(check(&Value::Int32(1), &ColumnType::Int64).is_ok());
+        assert!(check(&Value::Int64(1), &ColumnType::Int32).is_err());
+        let list = ColumnType::List {
+            element: Box::new(ColumnType::Int32),
+        };
+        let err = check(&Value::List(vec![Value::Int32(1), Value::Text("a".into())]), &list).unwrap_err();
+        assert!(err.starts_with("list element 1"), "{err}");
+    }
+
+    #[test]
+    fn json_forms() {
+        let ts = to_json(&Value::Timestamp(1_000_001), &ColumnType::TimestampTz);
+        assert_eq!(ts, serde_json::json!("1970-01-01T00:00:01.000001Z"));
+        assert_eq!(
+            to_json(&Value::Date(1), &ColumnType::Date),
+            serde_json::json!("1970-01-02")
+        );
+        assert_eq!(
+            to_json(&Value::Time(61_000_000), &ColumnType::Time),
+            serde_json::json!("00:01:01.000000")
+        );
+        assert_eq!(
+            to_json(&Value::Bytes(vec![1, 255]), &ColumnType::Binary),
+            serde_json::json!("\\x01ff")
+        );
+    }
+}
