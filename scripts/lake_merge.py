@@ -99,9 +99,13 @@ def read_tables(lake, source):
         if manifest["manifest_version"] > MANIFEST_VERSION:
             sys.exit(f"{name} has manifest version {manifest['manifest_version']}; upgrade this script")
         for entry in manifest["tables"]:
-            table = tables.setdefault(entry["table"], {"files": []})
-            table["columns"] = entry["columns"]
-            table["key_columns"] = entry["key_columns"]
+            table = tables.setdefault(entry["table"], {"files": [], "last_pos": ""})
+            # The latest schema is that of the newest changes (one flush may
+            # hold several shapes of a table, listed by fingerprint).
+            if entry["last_pos"] >= table["last_pos"]:
+                table["columns"] = entry["columns"]
+                table["key_columns"] = entry["key_columns"]
+                table["last_pos"] = entry["last_pos"]
             for file in entry["files"]:
                 path = os.path.join(lake, file["path"])
                 if path not in table["files"]:

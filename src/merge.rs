@@ -99,6 +99,8 @@ struct TableSource {
     columns: Vec<ColumnSchema>,
     key_columns: Vec<String>,
     files: Vec<String>,
+    /// `last_pos` of the entry `columns` came from.
+    last_pos: String,
 }
 
 impl BronzeMerge {
@@ -118,8 +120,13 @@ impl BronzeMerge {
             let manifest = manifests.read(seq).await?;
             for entry in manifest.tables {
                 let table = tables.entry(entry.table).or_default();
-                table.columns = entry.columns;
-                table.key_columns = entry.key_columns;
+                // The latest schema is that of the newest changes (one flush
+                // may hold several shapes of a table, listed by fingerprint).
+                if entry.last_pos >= table.last_pos {
+                    table.columns = entry.columns;
+                    table.key_columns = entry.key_columns;
+                    table.last_pos = entry.last_pos;
+                }
                 for file in entry.files {
                     if !table.files.contains(&file.path) {
                         table.files.push(file.path);

@@ -266,6 +266,14 @@ async fn write_lake(root: &Path) {
     batch.extend(replay);
     flush(&mut sink, &mut batch, &log).await;
     log.next_txn();
+    // One flush holding both shapes of items: the latest schema must win
+    // whatever order the fingerprints are listed in.
+    batch.push(log.env(
+        &items_v1,
+        Op::Update,
+        Some(vec![i64v(9), text("still v1"), text("doc 9 v1")]),
+        None,
+    ));
     for i in [1, 3, 8] {
         let mut e = log.env(
             &items_v2,

@@ -9,3 +9,4 @@ mod harness;
 mod truth_randomized;
 mod crash_kill9;
 mod clean_restart;
+mod lake_merge;

@@ -346,22 +346,30 @@ impl Workload {
             self.rng.random_range(0..10)
         };
         // kind: 0-3 insert, 4-6 update, 7 key change / special, 8-9 delete
-        let sql = match (table, kind) {
-            (0, 0..4) => self.insert_orders(),
-            (0, 4..7) => self.update_order(),
-            (0, 7) => self.change_order_key(),
-            (0, _) => self.delete_orders(),
-            (1, 0..4) => self.insert_doc(),
-            (1, 4..8) => self.update_doc(),
-            (1, _) => self.delete_doc(),
-            (2, 0..4) => self.insert_lines(),
-            (2, 4..7) => self.update_lines(),
-            (2, 7) => self.change_line_key(),
-            (2, _) => self.delete_lines(),
-            (_, 0..4) => self.insert_event(),
-            (_, 4..6) => self.update_event(),
-            (_, 6..8) => self.change_event_key(),
-            (_, _) => self.delete_event(),
+        let sql = match table {
+            0 => match kind {
+                0..4 => self.insert_orders(),
+                4..7 => self.update_order(),
+                7 => self.change_order_key(),
+                _ => self.delete_orders(),
+            },
+            1 => match kind {
+                0..4 => self.insert_doc(),
+                4..8 => self.update_doc(),
+                _ => self.delete_doc(),
+            },
+            2 => match kind {
+                0..4 => self.insert_lines(),
+                4..7 => self.update_lines(),
+                7 => self.change_line_key(),
+                _ => self.delete_lines(),
+            },
+            _ => match kind {
+                0..4 => self.insert_event(),
+                4..6 => self.update_event(),
+                6..8 => self.change_event_key(),
+                _ => self.delete_event(),
+            },
         };
         txn.sql.push(sql);
     }
