@@ -54,16 +54,55 @@ impl ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Config {
-    #[serde(default)]
     pub daemon: DaemonConfig,
     /// Named sinks; sources refer to them by name.
-    #[serde(default)]
     pub sink: BTreeMap<String, SinkConfig>,
-    #[serde(default)]
     pub source: Vec<SourceConfig>,
+}
+
+/// The file as first parsed: sink and source blocks are kept as spanned
+/// tables so each can be decoded by its `kind` with errors that name the
+/// block, the key and the line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: DaemonConfig,
+    #[serde(default)]
+    sink: BTreeMap<String, toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    source: Vec<toml::Spanned<toml::Table>>,
+}
+
+/// Decodes one `kind`-tagged block into `T`.
+fn decode_block<T: serde::de::DeserializeOwned>(
+    text: &str,
+    key: &str,
+    block: &toml::Spanned<toml::Table>,
+) -> Result<T, ConfigError> {
+    let line = text[..block.span().start.min(text.len())].matches('\n').count() + 1;
+    let mut table = block.get_ref().clone();
+    table.remove("kind");
+    toml::Value::Table(table).try_into::<T>().map_err(|e| {
+        let message = e.to_string().trim().replace('\n', " ");
+        ConfigError::invalid(key, format!("{message} (block at line {line})"))
+    })
+}
+
+fn block_kind<'a>(key: &str, block: &'a toml::Spanned<toml::Table>, kinds: &[&str]) -> Result<&'a str, ConfigError> {
+    match block.get_ref().get("kind") {
+        Some(toml::Value::String(kind)) if kinds.contains(&kind.as_str()) => Ok(kind.as_str()),
+        Some(toml::Value::String(kind)) => Err(ConfigError::invalid(
+            format!("{key}.kind"),
+            format!("unknown kind {kind:?}; expected one of: {}", kinds.join(", ")),
+        )),
+        _ => Err(ConfigError::invalid(
+            format!("{key}.kind"),
+            format!("missing; expected one of: {}", kinds.join(", ")),
+        )),
+    }
 }
 
 /// The `[daemon]` section.
@@ -99,9 +138,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A `[sink.NAME]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+/// A `[sink.NAME]` section, by `kind`.
+#[derive(Debug, Clone)]
 pub enum SinkConfig {
     /// Parquet deltas + bronze merge manifests on local disk or object storage.
     Lake(LakeSinkConfig),
@@ -131,9 +169,8 @@ fn default_flush_bytes() -> usize {
     DEFAULT_FLUSH_BYTES
 }
 
-/// A `[[source]]` block.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+/// A `[[source]]` block, by `kind`.
+#[derive(Debug, Clone)]
 pub enum SourceConfig {
     Postgres(PostgresSourceConfig),
 }
@@ -359,8 +396,28 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let config: Config =
+        let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim().to_string()))?;
+        let mut sink = BTreeMap::new();
+        for (name, block) in &raw.sink {
+            let key = format!("sink.{name}");
+            // One kind today; later kinds (kafka) add match arms here.
+            block_kind(&key, block, &["lake"])?;
+            let decoded = SinkConfig::Lake(decode_block(text, &key, block)?);
+            sink.insert(name.clone(), decoded);
+        }
+        let mut source = Vec::new();
+        for (i, block) in raw.source.iter().enumerate() {
+            let key = format!("source[{i}]");
+            block_kind(&key, block, &["postgres"])?;
+            let decoded = SourceConfig::Postgres(decode_block(text, &key, block)?);
+            source.push(decoded);
+        }
+        let config = Config {
+            daemon: raw.daemon,
+            sink,
+            source,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -548,7 +605,7 @@ tables = ["public.orders"]
         let text = GOOD.replace("slot = ", "slott = \"x\"\nslot = ");
         let message = err(&text);
         assert!(message.contains("unknown field `slott`"), "{message}");
-        assert!(message.contains("line"), "{message}");
+        assert!(message.contains("source[0]") && message.contains("line 9"), "{message}");
     }
 
     #[test]

@@ -10,3 +10,8 @@ mod truth_randomized;
 mod crash_kill9;
 mod clean_restart;
 mod lake_merge;
+mod bad_config;
+mod bad_server;
+mod unreachable_host;
+mod full_sink;
+mod unencodable_value;

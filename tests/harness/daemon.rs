@@ -381,8 +381,17 @@ impl InProcessDaemon {
 
 impl Daemon for InProcessDaemon {
     fn exited(&mut self) -> Option<String> {
-        self.is_finished()
-            .then(|| "pipeline::run returned early (stop() or join() shows its result)".to_string())
+        use futures::FutureExt;
+        if !self.is_finished() {
+            return None;
+        }
+        let how = match self.handle.take().map(|h| h.now_or_never()) {
+            Some(Some(Ok(Ok(())))) => "returned Ok before being stopped".to_string(),
+            Some(Some(Ok(Err(e)))) => format!("returned an error: {e}"),
+            Some(Some(Err(join))) => format!("panicked: {join}"),
+            Some(None) | None => "has stopped".to_string(),
+        };
+        Some(format!("(in-process pipeline::run) {how}"))
     }
 
     fn logs(&self) -> String {

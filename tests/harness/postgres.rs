@@ -422,3 +422,28 @@ fn run(cmd: &mut Command) -> Result<(), String> {
         ))
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_clusters_have_the_promised_settings() {
+    let db = PgCluster::shared().create_database("harness_self_test").await;
+    let rows = db
+        .query_text(
+            "SELECT current_setting('wal_level'), current_setting('logical_decoding_work_mem'), \
+                    current_setting('max_replication_slots'), \
+                    (SELECT count(*) FROM tributary_marker)::text",
+        )
+        .await;
+    assert_eq!(
+        rows[0],
+        vec![Some("logical".into()), Some("64kB".into()), Some("50".into()), Some("0".into())]
+    );
+    let custom = PgCluster::start_custom(&["wal_level = replica"]);
+    assert_ne!(custom.port, PgCluster::shared().port);
+    let client = custom.connect("postgres").await;
+    let rows = query_text(&client, "SHOW wal_level").await;
+    assert_eq!(rows[0][0].as_deref(), Some("replica"));
+    let dir = custom.dir.clone();
+    drop(client);
+    drop(custom);
+    assert!(!dir.exists(), "a custom cluster's dir must be removed on drop");
+}

@@ -185,7 +185,15 @@ impl From<tokio_postgres::Error> for PgError {
             }
             return PgError::from_sqlstate(db.code().code(), &message);
         }
-        let message = e.to_string();
+        // tokio-postgres' Display hides the cause ("error connecting to
+        // server"); the operator needs it ("Connection refused").
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
         let lower = message.to_ascii_lowercase();
         let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
         if e.is_closed() || io {
