@@ -155,6 +155,8 @@ mod tests {
         PgTypeInfo {
             oid,
             name: String::from("t"),
+            schema: "pg_catalog".into(),
+            typmod: -1,
             kind: PgTypeKind::Base,
         }
     }
@@ -180,6 +182,8 @@ mod tests {
         let domain = PgTypeInfo {
             oid: 99999,
             name: "posint".into(),
+            schema: "public".into(),
+            typmod: -1,
             kind: PgTypeKind::Domain {
                 base: Box::new(base(oid::INT4)),
             },
@@ -188,6 +192,8 @@ mod tests {
         let array = PgTypeInfo {
             oid: 1007,
             name: "integer[]".into(),
+            schema: "pg_catalog".into(),
+            typmod: -1,
             kind: PgTypeKind::Array {
                 element: Box::new(base(oid::INT4)),
             },
