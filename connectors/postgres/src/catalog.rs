@@ -110,7 +110,12 @@ impl TypeCache {
     }
 
     /// Resolve through the cache, querying `client` on a miss.
-    pub async fn resolve(&mut self, client: &Client, oid: u32, typmod: i32) -> Result<PgTypeInfo, PgError> {
+    pub async fn resolve(
+        &mut self,
+        client: &Client,
+        oid: u32,
+        typmod: i32,
+    ) -> Result<PgTypeInfo, PgError> {
         if let Some(hit) = self.get(oid, typmod) {
             return Ok(hit.clone());
         }
@@ -127,10 +132,17 @@ pub async fn resolve_type(client: &Client, oid: u32, typmod: i32) -> Result<PgTy
     resolve_boxed(client, oid, typmod, 0).await
 }
 
-fn resolve_boxed(client: &Client, oid: u32, typmod: i32, depth: u32) -> BoxFut<'_, Result<PgTypeInfo, PgError>> {
+fn resolve_boxed(
+    client: &Client,
+    oid: u32,
+    typmod: i32,
+    depth: u32,
+) -> BoxFut<'_, Result<PgTypeInfo, PgError>> {
     Box::pin(async move {
         if depth > 16 {
-            return Err(PgError::Decode { message: format!("type {oid} nests domains/arrays more than 16 levels deep") });
+            return Err(PgError::Decode {
+                message: format!("type {oid} nests domains/arrays more than 16 levels deep"),
+            });
         }
         let row = client
             .query_opt(
@@ -153,19 +165,31 @@ fn resolve_boxed(client: &Client, oid: u32, typmod: i32, depth: u32) -> BoxFut<'
         let kind = match typtype.as_str() {
             "d" => {
                 // The domain's own typmod (e.g. `CREATE DOMAIN d AS numeric(5,1)`) applies to its base.
-                let base_mod = if domain_typmod >= 0 { domain_typmod } else { typmod };
-                PgTypeKind::Domain { base: Box::new(resolve_boxed(client, basetype, base_mod, depth + 1).await?) }
+                let base_mod = if domain_typmod >= 0 {
+                    domain_typmod
+                } else {
+                    typmod
+                };
+                PgTypeKind::Domain {
+                    base: Box::new(resolve_boxed(client, basetype, base_mod, depth + 1).await?),
+                }
             }
             "e" => PgTypeKind::Enum,
             "c" => PgTypeKind::Composite,
             "r" | "m" => PgTypeKind::Range,
-            "b" if category == "A" && elem != 0 && typlen == -1 => {
-                PgTypeKind::Array { element: Box::new(resolve_boxed(client, elem, typmod, depth + 1).await?) }
-            }
+            "b" if category == "A" && elem != 0 && typlen == -1 => PgTypeKind::Array {
+                element: Box::new(resolve_boxed(client, elem, typmod, depth + 1).await?),
+            },
             "b" => PgTypeKind::Base,
             _ => PgTypeKind::Other,
         };
-        Ok(PgTypeInfo { oid, name, schema, typmod, kind })
+        Ok(PgTypeInfo {
+            oid,
+            name,
+            schema,
+            typmod,
+            kind,
+        })
     })
 }
 
@@ -189,7 +213,10 @@ pub struct CatalogTypeResolver {
 impl CatalogTypeResolver {
     /// Resolve through `client`, caching results.
     pub fn new(client: Arc<Client>) -> Self {
-        Self { client, cache: TypeCache::new() }
+        Self {
+            client,
+            cache: TypeCache::new(),
+        }
     }
 
     /// The cache (for inspection).
@@ -250,12 +277,24 @@ impl BuiltinTypeResolver {
                 let m = typmod - 4;
                 format!("numeric({},{})", (m >> 16) & 0xFFFF, m & 0xFFFF)
             }
-            (Some("character varying"), _) if typmod >= 4 => format!("character varying({})", typmod - 4),
+            (Some("character varying"), _) if typmod >= 4 => {
+                format!("character varying({})", typmod - 4)
+            }
             (Some(n), _) => n.to_owned(),
             (None, o) => format!("oid:{o}"),
         };
-        let kind = if Self::builtin_name(oid).is_some() { PgTypeKind::Base } else { PgTypeKind::Other };
-        PgTypeInfo { oid, name, schema: "pg_catalog".into(), typmod, kind }
+        let kind = if Self::builtin_name(oid).is_some() {
+            PgTypeKind::Base
+        } else {
+            PgTypeKind::Other
+        };
+        PgTypeInfo {
+            oid,
+            name,
+            schema: "pg_catalog".into(),
+            typmod,
+            kind,
+        }
     }
 }
 
@@ -283,7 +322,10 @@ pub struct TableIdentity {
 }
 
 /// Tables of a publication, as `(schema, table)` sorted by name.
-pub async fn publication_tables(client: &Client, publication: &str) -> Result<Vec<(String, String)>, PgError> {
+pub async fn publication_tables(
+    client: &Client,
+    publication: &str,
+) -> Result<Vec<(String, String)>, PgError> {
     let rows = client
         .query(
             "SELECT schemaname::text, tablename::text FROM pg_catalog.pg_publication_tables \
@@ -295,7 +337,10 @@ pub async fn publication_tables(client: &Client, publication: &str) -> Result<Ve
 }
 
 /// Ordinary and partitioned tables of a schema, as `(schema, table)` sorted by name.
-pub async fn schema_tables(client: &Client, schema: &str) -> Result<Vec<(String, String)>, PgError> {
+pub async fn schema_tables(
+    client: &Client,
+    schema: &str,
+) -> Result<Vec<(String, String)>, PgError> {
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
@@ -328,10 +373,17 @@ async fn require_table(client: &Client, schema: &str, table: &str) -> Result<u32
 }
 
 /// Replica identity, primary key, identity index and TOAST-able columns of a table.
-pub async fn table_identity(client: &Client, schema: &str, table: &str) -> Result<TableIdentity, PgError> {
+pub async fn table_identity(
+    client: &Client,
+    schema: &str,
+    table: &str,
+) -> Result<TableIdentity, PgError> {
     let oid = require_table(client, schema, table).await?;
     let ident: String = client
-        .query_one("SELECT relreplident::text FROM pg_catalog.pg_class WHERE oid = $1", &[&oid])
+        .query_one(
+            "SELECT relreplident::text FROM pg_catalog.pg_class WHERE oid = $1",
+            &[&oid],
+        )
         .await?
         .get(0);
     let replica_identity = ReplicaIdentity::from_code(ident.bytes().next().unwrap_or(b'd'));
@@ -343,10 +395,22 @@ pub async fn table_identity(client: &Client, schema: &str, table: &str) -> Resul
              ORDER BY array_position(i.indkey::int2[], a.attnum)"
         )
     };
-    let names = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>();
-    let primary_key = names(client.query(&index_columns("indisprimary"), &[&oid]).await?);
+    let names = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    let primary_key = names(
+        client
+            .query(&index_columns("indisprimary"), &[&oid])
+            .await?,
+    );
     let identity_index_columns = if replica_identity == ReplicaIdentity::Index {
-        names(client.query(&index_columns("indisreplident"), &[&oid]).await?)
+        names(
+            client
+                .query(&index_columns("indisreplident"), &[&oid])
+                .await?,
+        )
     } else {
         Vec::new()
     };
@@ -360,12 +424,21 @@ pub async fn table_identity(client: &Client, schema: &str, table: &str) -> Resul
             )
             .await?,
     );
-    Ok(TableIdentity { replica_identity, primary_key, identity_index_columns, toastable_columns })
+    Ok(TableIdentity {
+        replica_identity,
+        primary_key,
+        identity_index_columns,
+        toastable_columns,
+    })
 }
 
 /// Columns of a table in attribute order with their nullability:
 /// `(name, nullable)` where `nullable == !pg_attribute.attnotnull`.
-pub async fn column_nullability(client: &Client, schema: &str, table: &str) -> Result<Vec<(String, bool)>, PgError> {
+pub async fn column_nullability(
+    client: &Client,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<(String, bool)>, PgError> {
     let oid = require_table(client, schema, table).await?;
     let rows = client
         .query(
@@ -382,15 +455,36 @@ mod tests {
     use super::*;
 
     fn t(oid: u32, kind: PgTypeKind) -> PgTypeInfo {
-        PgTypeInfo { oid, name: format!("t{oid}"), schema: "public".into(), typmod: -1, kind }
+        PgTypeInfo {
+            oid,
+            name: format!("t{oid}"),
+            schema: "public".into(),
+            typmod: -1,
+            kind,
+        }
     }
 
     #[test]
     fn domains_unwrap_and_invalidation_is_transitive() {
         let base = t(1700, PgTypeKind::Base);
-        let dom = t(9000, PgTypeKind::Domain { base: Box::new(base.clone()) });
-        let dom2 = t(9001, PgTypeKind::Domain { base: Box::new(dom.clone()) });
-        let arr = t(9002, PgTypeKind::Array { element: Box::new(dom.clone()) });
+        let dom = t(
+            9000,
+            PgTypeKind::Domain {
+                base: Box::new(base.clone()),
+            },
+        );
+        let dom2 = t(
+            9001,
+            PgTypeKind::Domain {
+                base: Box::new(dom.clone()),
+            },
+        );
+        let arr = t(
+            9002,
+            PgTypeKind::Array {
+                element: Box::new(dom.clone()),
+            },
+        );
         assert_eq!(dom2.without_domains(), &base);
         assert!(arr.mentions(1700) && arr.mentions(9000) && !arr.mentions(9001));
 
@@ -399,16 +493,29 @@ mod tests {
             cache.insert(info);
         }
         cache.invalidate(9000);
-        assert_eq!(cache.len(), 2, "the domain, its domain and its array go; numeric and text stay");
+        assert_eq!(
+            cache.len(),
+            2,
+            "the domain, its domain and its array go; numeric and text stay"
+        );
         assert!(cache.get(1700, -1).is_some() && cache.get(25, -1).is_some());
     }
 
     #[tokio::test]
     async fn builtin_resolver_formats_typmods() {
         let mut r = BuiltinTypeResolver::default();
-        assert_eq!(r.resolve(1700, (12 << 16 | 2) + 4).await.unwrap().name, "numeric(12,2)");
-        assert_eq!(r.resolve(1043, 24).await.unwrap().name, "character varying(20)");
+        assert_eq!(
+            r.resolve(1700, (12 << 16 | 2) + 4).await.unwrap().name,
+            "numeric(12,2)"
+        );
+        assert_eq!(
+            r.resolve(1043, 24).await.unwrap().name,
+            "character varying(20)"
+        );
         assert_eq!(r.resolve(20, -1).await.unwrap().name, "bigint");
-        assert_eq!(r.resolve(123_456, -1).await.unwrap().kind, PgTypeKind::Other);
+        assert_eq!(
+            r.resolve(123_456, -1).await.unwrap().kind,
+            PgTypeKind::Other
+        );
     }
 }

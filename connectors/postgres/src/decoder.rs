@@ -32,7 +32,8 @@ use crate::lsn::Lsn;
 use crate::transaction_buffer::{Replay, TransactionBuffer};
 
 pub use crate::event::{
-    Cell, ChangeKind, PgChange, PgEvent, RelColumn, RelationDesc, ReplicaIdentity, Tuple, pg_to_unix_micros,
+    Cell, ChangeKind, PgChange, PgEvent, RelColumn, RelationDesc, ReplicaIdentity, Tuple,
+    pg_to_unix_micros,
 };
 
 /// The pgoutput protocol version this decoder speaks.
@@ -118,7 +119,12 @@ impl PgoutputDecoder {
     /// call [`replay_step`](Self::replay_step) until [`has_pending_replay`](Self::has_pending_replay)
     /// is false before decoding the next message (if you do not, this method finishes
     /// the replay into `out` first, unbounded).
-    pub async fn decode(&mut self, wal_start: Lsn, data: Bytes, out: &mut Vec<PgEvent>) -> Result<(), PgError> {
+    pub async fn decode(
+        &mut self,
+        wal_start: Lsn,
+        data: Bytes,
+        out: &mut Vec<PgEvent>,
+    ) -> Result<(), PgError> {
         while self.replay_step(out, usize::MAX).await? {}
         let Some(&tag) = data.first() else {
             return Err(PgError::protocol("empty pgoutput message"));
@@ -129,8 +135,16 @@ impl PgoutputDecoder {
                 let subxid = data
                     .get(1..5)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                    .ok_or_else(|| PgError::protocol(format!("streamed '{}' message too short", tag as char)))?;
-                return self.buffer.append_parts(top, subxid, wal_start.0, tag == b'R', &[&[tag], &data[5..]]);
+                    .ok_or_else(|| {
+                        PgError::protocol(format!("streamed '{}' message too short", tag as char))
+                    })?;
+                return self.buffer.append_parts(
+                    top,
+                    subxid,
+                    wal_start.0,
+                    tag == b'R',
+                    &[&[tag], &data[5..]],
+                );
             }
         }
         let msg = self.parser.parse_wal_message_bytes(data)?;
@@ -139,8 +153,14 @@ impl PgoutputDecoder {
 
     /// Replay up to `max_events` buffered items of a committed streamed transaction into `out`.
     /// Returns whether more remain. Emits the closing `Commit` with the last step.
-    pub async fn replay_step(&mut self, out: &mut Vec<PgEvent>, max_events: usize) -> Result<bool, PgError> {
-        let Some(mut pending) = self.pending.take() else { return Ok(false) };
+    pub async fn replay_step(
+        &mut self,
+        out: &mut Vec<PgEvent>,
+        max_events: usize,
+    ) -> Result<bool, PgError> {
+        let Some(mut pending) = self.pending.take() else {
+            return Ok(false);
+        };
         let mut done = 0;
         while done < max_events {
             let Some(item) = pending.replay.next_item()? else {
@@ -160,27 +180,67 @@ impl PgoutputDecoder {
         Ok(true)
     }
 
-    async fn apply(&mut self, msg: Msg, wal_start: Lsn, out: &mut Vec<PgEvent>) -> Result<(), PgError> {
+    async fn apply(
+        &mut self,
+        msg: Msg,
+        wal_start: Lsn,
+        out: &mut Vec<PgEvent>,
+    ) -> Result<(), PgError> {
         match msg {
             Msg::Insert { relation_id, tuple } => {
                 let relation = self.lookup(relation_id)?;
-                out.push(change(ChangeKind::Insert, relation, None, Some(tuple_of(tuple)?), false, wal_start));
+                out.push(change(
+                    ChangeKind::Insert,
+                    relation,
+                    None,
+                    Some(tuple_of(tuple)?),
+                    false,
+                    wal_start,
+                ));
             }
-            Msg::Update { relation_id, old_tuple, new_tuple, key_type } => {
+            Msg::Update {
+                relation_id,
+                old_tuple,
+                new_tuple,
+                key_type,
+            } => {
                 let relation = self.lookup(relation_id)?;
                 let old = old_tuple.map(tuple_of).transpose()?;
                 let key_only = key_type == Some('K');
-                out.push(change(ChangeKind::Update, relation, old, Some(tuple_of(new_tuple)?), key_only, wal_start));
+                out.push(change(
+                    ChangeKind::Update,
+                    relation,
+                    old,
+                    Some(tuple_of(new_tuple)?),
+                    key_only,
+                    wal_start,
+                ));
             }
-            Msg::Delete { relation_id, old_tuple, key_type } => {
+            Msg::Delete {
+                relation_id,
+                old_tuple,
+                key_type,
+            } => {
                 let relation = self.lookup(relation_id)?;
                 let old = Some(tuple_of(old_tuple)?);
-                out.push(change(ChangeKind::Delete, relation, old, None, key_type == 'K', wal_start));
+                out.push(change(
+                    ChangeKind::Delete,
+                    relation,
+                    old,
+                    None,
+                    key_type == 'K',
+                    wal_start,
+                ));
             }
             Msg::Truncate { relation_ids, .. } => {
-                let truncated = relation_ids.iter().map(|&oid| self.lookup(oid)).collect::<Result<Vec<_>, _>>()?;
-                let relation =
-                    truncated.first().cloned().ok_or_else(|| PgError::protocol("TRUNCATE message without relations"))?;
+                let truncated = relation_ids
+                    .iter()
+                    .map(|&oid| self.lookup(oid))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let relation = truncated
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| PgError::protocol("TRUNCATE message without relations"))?;
                 out.push(PgEvent::Change(PgChange {
                     kind: ChangeKind::Truncate,
                     relation,
@@ -191,15 +251,33 @@ impl PgoutputDecoder {
                     lsn: wal_start,
                 }));
             }
-            Msg::Begin { final_lsn, timestamp, xid } => {
+            Msg::Begin {
+                final_lsn,
+                timestamp,
+                xid,
+            } => {
                 if let Some(open) = self.open_txn {
-                    return Err(PgError::protocol(format!("BEGIN of xid {xid} while xid {open} is still open")));
+                    return Err(PgError::protocol(format!(
+                        "BEGIN of xid {xid} while xid {open} is still open"
+                    )));
                 }
                 self.open_txn = Some(xid);
-                out.push(PgEvent::Begin { xid, commit_lsn: Lsn(final_lsn), commit_ts_micros: pg_to_unix_micros(timestamp) });
+                out.push(PgEvent::Begin {
+                    xid,
+                    commit_lsn: Lsn(final_lsn),
+                    commit_ts_micros: pg_to_unix_micros(timestamp),
+                });
             }
-            Msg::Commit { commit_lsn, end_lsn, timestamp, .. } => {
-                let xid = self.open_txn.take().ok_or_else(|| PgError::protocol("COMMIT without BEGIN"))?;
+            Msg::Commit {
+                commit_lsn,
+                end_lsn,
+                timestamp,
+                ..
+            } => {
+                let xid = self
+                    .open_txn
+                    .take()
+                    .ok_or_else(|| PgError::protocol("COMMIT without BEGIN"))?;
                 out.push(PgEvent::Commit {
                     xid,
                     commit_lsn: Lsn(commit_lsn),
@@ -207,7 +285,13 @@ impl PgoutputDecoder {
                     commit_ts_micros: pg_to_unix_micros(timestamp),
                 });
             }
-            Msg::Relation { relation_id, namespace, relation_name, replica_identity, columns } => {
+            Msg::Relation {
+                relation_id,
+                namespace,
+                relation_name,
+                replica_identity,
+                columns,
+            } => {
                 let mut cols = Vec::with_capacity(columns.len());
                 for c in columns {
                     let type_info = self.resolver.resolve(c.type_id, c.type_modifier).await?;
@@ -229,22 +313,49 @@ impl PgoutputDecoder {
                 self.relations.insert(relation_id, Arc::clone(&desc));
                 out.push(PgEvent::Relation(desc));
             }
-            Msg::Type { type_id, namespace, type_name } => {
+            Msg::Type {
+                type_id,
+                namespace,
+                type_name,
+            } => {
                 tracing::debug!(type_id, %namespace, %type_name, "pgoutput Type message: invalidating cached type");
                 self.resolver.invalidate(type_id);
             }
-            Msg::Origin { origin_name, origin_lsn } => {
+            Msg::Origin {
+                origin_name,
+                origin_lsn,
+            } => {
                 tracing::debug!(%origin_name, origin_lsn = %Lsn(origin_lsn), "ignoring pgoutput Origin message");
             }
-            Msg::Message { flags, lsn, prefix, content } => {
-                out.push(PgEvent::Message { lsn: Lsn(lsn), transactional: flags & 1 == 1, prefix, content });
+            Msg::Message {
+                flags,
+                lsn,
+                prefix,
+                content,
+            } => {
+                out.push(PgEvent::Message {
+                    lsn: Lsn(lsn),
+                    transactional: flags & 1 == 1,
+                    prefix,
+                    content,
+                });
             }
             Msg::StreamStart { xid, .. } => self.stream_xid = Some(xid),
             Msg::StreamStop => self.stream_xid = None,
-            Msg::StreamCommit { xid, commit_lsn, end_lsn, timestamp, .. } => {
+            Msg::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                timestamp,
+                ..
+            } => {
                 let replay = self.buffer.commit(xid)?;
                 let commit_ts_micros = pg_to_unix_micros(timestamp);
-                out.push(PgEvent::Begin { xid, commit_lsn: Lsn(commit_lsn), commit_ts_micros });
+                out.push(PgEvent::Begin {
+                    xid,
+                    commit_lsn: Lsn(commit_lsn),
+                    commit_ts_micros,
+                });
                 self.pending = Some(PendingReplay {
                     replay,
                     xid,
@@ -253,23 +364,30 @@ impl PgoutputDecoder {
                     commit_ts_micros,
                 });
             }
-            Msg::StreamAbort { xid, subtransaction_xid, .. } => self.buffer.abort(xid, subtransaction_xid),
+            Msg::StreamAbort {
+                xid,
+                subtransaction_xid,
+                ..
+            } => self.buffer.abort(xid, subtransaction_xid),
             Msg::BeginPrepare { .. }
             | Msg::Prepare { .. }
             | Msg::CommitPrepared { .. }
             | Msg::RollbackPrepared { .. }
             | Msg::StreamPrepare { .. } => {
-                return Err(PgError::protocol("two-phase message received although two_phase was not requested"));
+                return Err(PgError::protocol(
+                    "two-phase message received although two_phase was not requested",
+                ));
             }
         }
         Ok(())
     }
 
     fn lookup(&self, oid: u32) -> Result<Arc<RelationDesc>, PgError> {
-        self.relations
-            .get(&oid)
-            .cloned()
-            .ok_or_else(|| PgError::protocol(format!("change for relation OID {oid} before its Relation message")))
+        self.relations.get(&oid).cloned().ok_or_else(|| {
+            PgError::protocol(format!(
+                "change for relation OID {oid} before its Relation message"
+            ))
+        })
     }
 }
 
@@ -281,7 +399,15 @@ fn change(
     old_is_key_only: bool,
     lsn: Lsn,
 ) -> PgEvent {
-    PgEvent::Change(PgChange { kind, relation, truncated: Vec::new(), old, new, old_is_key_only, lsn })
+    PgEvent::Change(PgChange {
+        kind,
+        relation,
+        truncated: Vec::new(),
+        old,
+        new,
+        old_is_key_only,
+        lsn,
+    })
 }
 
 fn tuple_of(t: TupleData) -> Result<Tuple, PgError> {

@@ -71,7 +71,11 @@ pub enum PgError {
     SlotUnusable { slot: String, message: String },
     /// The publication does not exist or lacks tables; `sql` is what fixes it.
     #[error("publication \"{publication}\" {problem}; run: {sql}")]
-    Publication { publication: String, problem: String, sql: String },
+    Publication {
+        publication: String,
+        problem: String,
+        sql: String,
+    },
     /// The server is too old for what we ask of it.
     #[error(
         "PostgreSQL {version} is not supported: pgoutput protocol version 2 with streaming of in-progress transactions needs PostgreSQL 14 or newer; upgrade the server"
@@ -83,7 +87,9 @@ pub enum PgError {
     )]
     Protocol { message: String },
     /// A catalog value could not be interpreted.
-    #[error("cannot interpret PostgreSQL catalog data: {message}; report it with the server version")]
+    #[error(
+        "cannot interpret PostgreSQL catalog data: {message}; report it with the server version"
+    )]
     Decode { message: String },
     /// The configuration is invalid (bad conninfo, missing database, bad option).
     #[error("invalid PostgreSQL configuration: {message}")]
@@ -121,12 +127,17 @@ impl PgError {
 
     /// Shorthand for a protocol error.
     pub fn protocol(message: impl fmt::Display) -> Self {
-        PgError::Protocol { message: message.to_string() }
+        PgError::Protocol {
+            message: message.to_string(),
+        }
     }
 
     /// Shorthand for a spill-file error.
     pub fn spill(path: &std::path::Path, err: impl fmt::Display) -> Self {
-        PgError::Spill { path: path.display().to_string(), message: err.to_string() }
+        PgError::Spill {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }
     }
 
     /// Classify a server error by SQLSTATE code and message.
@@ -140,36 +151,57 @@ impl PgError {
             },
             "55006" => PgError::Busy { message: m },
             "42501" if lower.contains("replication") || lower.contains("wal sender") => {
-                PgError::ReplicationPrivilege { user: "<connector role>".into(), message: m }
+                PgError::ReplicationPrivilege {
+                    user: "<connector role>".into(),
+                    message: m,
+                }
             }
             "42501" => PgError::InsufficientPrivilege { message: m },
             "55000" if lower.contains("wal_level") => PgError::WalLevel {
-                current: if lower.contains("minimal") { "minimal" } else { "replica" }.into(),
+                current: if lower.contains("minimal") {
+                    "minimal"
+                } else {
+                    "replica"
+                }
+                .into(),
             },
             "55000" if lower.contains("replication slot") || lower.contains("slot") => {
-                PgError::SlotUnusable { slot: first_quoted(message).unwrap_or_default(), message: m }
+                PgError::SlotUnusable {
+                    slot: first_quoted(message).unwrap_or_default(),
+                    message: m,
+                }
             }
-            "42704" if lower.contains("replication slot") => {
-                PgError::SlotMissing { slot: first_quoted(message).unwrap_or_default() }
-            }
+            "42704" if lower.contains("replication slot") => PgError::SlotMissing {
+                slot: first_quoted(message).unwrap_or_default(),
+            },
             "42704" if lower.contains("publication") => {
                 let publication = first_quoted(message).unwrap_or_default();
                 PgError::Publication {
-                    sql: format!("CREATE PUBLICATION {} FOR TABLE <schema.table>, ...;", crate::sql::quote_ident(&publication)),
+                    sql: format!(
+                        "CREATE PUBLICATION {} FOR TABLE <schema.table>, ...;",
+                        crate::sql::quote_ident(&publication)
+                    ),
                     publication,
                     problem: "does not exist".into(),
                 }
             }
             "0A000" if lower.contains("proto_version") || lower.contains("protocol") => {
-                PgError::UnsupportedServerVersion { version: format!("(server says: {message})") }
+                PgError::UnsupportedServerVersion {
+                    version: format!("(server says: {message})"),
+                }
             }
             "57P01" | "57P02" | "57P03" => PgError::ServerShutdown { message: m },
             "57014" => PgError::Timeout { message: m },
-            "53300" | "53000" | "53100" | "53200" | "40001" | "40P01" => PgError::Busy { message: m },
+            "53300" | "53000" | "53100" | "53200" | "40001" | "40P01" => {
+                PgError::Busy { message: m }
+            }
             "3D000" | "22023" | "42601" | "F0000" => PgError::Config { message: m },
             c if c.starts_with("28") => PgError::Auth { message: m },
             c if c.starts_with("08") => PgError::Connection { message: m },
-            c => PgError::Server { code: c.to_owned(), message: m },
+            c => PgError::Server {
+                code: c.to_owned(),
+                message: m,
+            },
         }
     }
 }
@@ -202,7 +234,10 @@ impl From<tokio_postgres::Error> for PgError {
             PgError::Timeout { message }
         } else if lower.contains("password") || lower.contains("authentication") {
             PgError::Auth { message }
-        } else if lower.contains("invalid") || lower.contains("config") || lower.contains("unexpected") && lower.contains("conn") {
+        } else if lower.contains("invalid")
+            || lower.contains("config")
+            || lower.contains("unexpected") && lower.contains("conn")
+        {
             PgError::Config { message }
         } else {
             PgError::Connection { message }
@@ -214,13 +249,16 @@ impl From<pg_walstream::ReplicationError> for PgError {
     fn from(e: pg_walstream::ReplicationError) -> Self {
         use pg_walstream::ReplicationError as R;
         // pg_walstream prefixes server errors with "[SQLSTATE] ".
-        let server = |msg: &str| split_sqlstate(msg).map(|(code, rest)| PgError::from_sqlstate(code, rest));
+        let server =
+            |msg: &str| split_sqlstate(msg).map(|(code, rest)| PgError::from_sqlstate(code, rest));
         match e {
-            R::TransientConnection(m) => server(&m).unwrap_or(if m.contains("COPY") || m.contains("stream") {
-                PgError::WalsenderTerminated { message: m }
-            } else {
-                PgError::Connection { message: m }
-            }),
+            R::TransientConnection(m) => {
+                server(&m).unwrap_or(if m.contains("COPY") || m.contains("stream") {
+                    PgError::WalsenderTerminated { message: m }
+                } else {
+                    PgError::Connection { message: m }
+                })
+            }
             R::ReplicationConnection(m) => server(&m).unwrap_or(PgError::Connection { message: m }),
             R::PermanentConnection(m) => server(&m).unwrap_or_else(|| {
                 let lower = m.to_ascii_lowercase();
@@ -236,21 +274,29 @@ impl From<pg_walstream::ReplicationError> for PgError {
                 message: m,
             }),
             R::Timeout(m) => PgError::Timeout { message: m },
-            R::Io(err) => PgError::Connection { message: err.to_string() },
+            R::Io(err) => PgError::Connection {
+                message: err.to_string(),
+            },
             R::Backend(m) => PgError::Connection { message: m },
             R::Cancelled(m) => PgError::Stopped { message: m },
-            R::StreamStopped(lsn) => PgError::WalsenderTerminated { message: format!("stream stopped at {lsn}") },
+            R::StreamStopped(lsn) => PgError::WalsenderTerminated {
+                message: format!("stream stopped at {lsn}"),
+            },
             R::Config(m) => PgError::Config { message: m },
             R::Protocol(m) => server(&m).unwrap_or(PgError::Protocol { message: m }),
             R::Buffer(m) | R::Deserialize(m) => PgError::Protocol { message: m },
-            R::StringConversion(err) => PgError::Config { message: err.to_string() },
+            R::StringConversion(err) => PgError::Config {
+                message: err.to_string(),
+            },
         }
     }
 }
 
 impl From<crate::lsn::ParseLsnError> for PgError {
     fn from(e: crate::lsn::ParseLsnError) -> Self {
-        PgError::Decode { message: e.to_string() }
+        PgError::Decode {
+            message: e.to_string(),
+        }
     }
 }
 
@@ -286,12 +332,23 @@ mod tests {
     #[test]
     fn sqlstates_split_transient_from_definite() {
         let e = PgError::from_sqlstate("55006", "replication slot \"s\" is active for PID 123");
-        assert_eq!(e, PgError::SlotInUse { slot: "s".into(), pid: 123 });
+        assert_eq!(
+            e,
+            PgError::SlotInUse {
+                slot: "s".into(),
+                pid: 123
+            }
+        );
         assert!(!e.is_transient());
         let text = e.to_string();
-        assert!(text.contains("PID 123") && text.contains("choose another slot_name"), "{text}");
+        assert!(
+            text.contains("PID 123") && text.contains("choose another slot_name"),
+            "{text}"
+        );
 
-        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300", "40001"] {
+        for code in [
+            "08006", "08001", "57P01", "57P02", "57P03", "53300", "40001",
+        ] {
             assert!(PgError::from_sqlstate(code, "x").is_transient(), "{code}");
         }
         for code in ["28P01", "28000", "42501", "3D000", "XX000"] {
@@ -301,32 +358,65 @@ mod tests {
 
     #[test]
     fn definite_messages_name_the_fix() {
-        let e = PgError::from_sqlstate("55000", "logical decoding requires \"wal_level\" >= \"logical\"");
-        assert!(e.to_string().contains("ALTER SYSTEM SET wal_level = logical"), "{e}");
-        let e = PgError::from_sqlstate("42501", "must be superuser or replication role to start walsender");
+        let e = PgError::from_sqlstate(
+            "55000",
+            "logical decoding requires \"wal_level\" >= \"logical\"",
+        );
+        assert!(
+            e.to_string()
+                .contains("ALTER SYSTEM SET wal_level = logical"),
+            "{e}"
+        );
+        let e = PgError::from_sqlstate(
+            "42501",
+            "must be superuser or replication role to start walsender",
+        );
         assert!(matches!(e, PgError::ReplicationPrivilege { .. }));
         assert!(e.to_string().contains("REPLICATION"), "{e}");
         let e = PgError::from_sqlstate("42704", "replication slot \"tb\" does not exist");
         assert_eq!(e, PgError::SlotMissing { slot: "tb".into() });
         let e = PgError::from_sqlstate("42704", "publication \"Pub\" does not exist");
         assert!(e.to_string().contains("CREATE PUBLICATION \"Pub\""), "{e}");
-        let e = PgError::from_sqlstate("55000", "can no longer get changes from replication slot \"tb\"");
+        let e = PgError::from_sqlstate(
+            "55000",
+            "can no longer get changes from replication slot \"tb\"",
+        );
         assert!(matches!(e, PgError::SlotUnusable { ref slot, .. } if slot == "tb"));
-        let e = PgError::from_sqlstate("0A000", "client sent proto_version=2 but server only supports protocol 1 or lower");
+        let e = PgError::from_sqlstate(
+            "0A000",
+            "client sent proto_version=2 but server only supports protocol 1 or lower",
+        );
         assert!(e.to_string().contains("PostgreSQL 14"), "{e}");
     }
 
     #[test]
     fn walstream_errors_are_reclassified() {
-        let e: PgError = R::TransientConnection("[55006] replication slot \"s\" is active for PID 9".into()).into();
-        assert_eq!(e, PgError::SlotInUse { slot: "s".into(), pid: 9 });
-        let e: PgError = R::TransientConnection("[57P01] terminating connection due to administrator command".into()).into();
+        let e: PgError =
+            R::TransientConnection("[55006] replication slot \"s\" is active for PID 9".into())
+                .into();
+        assert_eq!(
+            e,
+            PgError::SlotInUse {
+                slot: "s".into(),
+                pid: 9
+            }
+        );
+        let e: PgError = R::TransientConnection(
+            "[57P01] terminating connection due to administrator command".into(),
+        )
+        .into();
         assert!(matches!(e, PgError::ServerShutdown { .. }) && e.is_transient());
-        let e: PgError = R::TransientConnection("PQconsumeInput failed: server closed the connection".into()).into();
+        let e: PgError =
+            R::TransientConnection("PQconsumeInput failed: server closed the connection".into())
+                .into();
         assert!(e.is_transient());
-        let e: PgError = R::Authentication("PostgreSQL authentication failed: password authentication failed".into()).into();
+        let e: PgError = R::Authentication(
+            "PostgreSQL authentication failed: password authentication failed".into(),
+        )
+        .into();
         assert!(matches!(e, PgError::Auth { .. }));
-        let e: PgError = R::PermanentConnection("[42501] permission denied to start WAL sender".into()).into();
+        let e: PgError =
+            R::PermanentConnection("[42501] permission denied to start WAL sender".into()).into();
         assert!(matches!(e, PgError::ReplicationPrivilege { .. }));
         let e: PgError = R::Protocol("Unknown message type: 90 ('Z')".into()).into();
         assert!(matches!(e, PgError::Protocol { .. }) && e.is_definite());

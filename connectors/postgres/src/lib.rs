@@ -23,6 +23,11 @@
 //!   tables of a publication/schema, replica identity, primary keys).
 //! - [`slot`]: create/reuse slot and publication; slot state queries.
 //! - [`preflight`]: the checks behind `tributary check`.
+//! - [`decoder`] / [`event`] / [`transaction_buffer`]: pgoutput decoding into
+//!   [`PgEvent`]s; streamed in-progress transactions are buffered (spilling to
+//!   disk past a memory budget) until they commit.
+//! - [`error`]: [`PgError`], split by [`PgError::is_transient`]; definite errors
+//!   name their fix.
 
 pub mod catalog;
 pub mod decoder;
@@ -36,8 +41,12 @@ pub mod slot;
 mod sql;
 pub mod transaction_buffer;
 
-pub use catalog::{PgTypeInfo, PgTypeKind};
-pub use decoder::{Cell, ChangeKind, PgChange, PgEvent, RelColumn, RelationDesc, ReplicaIdentity, Tuple};
+pub use catalog::{PgTypeInfo, PgTypeKind, TableIdentity};
+pub use decoder::{
+    Cell, ChangeKind, PgChange, PgEvent, RelColumn, RelationDesc, ReplicaIdentity, Tuple,
+};
 pub use error::PgError;
 pub use lsn::Lsn;
+pub use preflight::{PreflightConfig, Problem};
 pub use replication::{PgReplication, PgReplicationConfig};
+pub use slot::{PublicationTables, SlotState};

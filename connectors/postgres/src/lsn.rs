@@ -47,9 +47,12 @@ impl FromStr for Lsn {
     type Err = ParseLsnError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseLsnError { input: s.to_owned() };
+        let err = || ParseLsnError {
+            input: s.to_owned(),
+        };
         let (hi, lo) = s.trim().split_once('/').ok_or_else(err)?;
-        let valid = |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
+        let valid =
+            |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
         if !valid(hi) || !valid(lo) {
             return Err(err());
         }
@@ -118,7 +121,18 @@ mod tests {
 
     #[test]
     fn parse_rejects_garbage() {
-        for bad in ["", "0", "/", "1/", "/1", "x/1", "1/1/1", "123456789/0", "+1/0", "-1/0"] {
+        for bad in [
+            "",
+            "0",
+            "/",
+            "1/",
+            "/1",
+            "x/1",
+            "1/1/1",
+            "123456789/0",
+            "+1/0",
+            "-1/0",
+        ] {
             assert!(bad.parse::<Lsn>().is_err(), "{bad:?} should not parse");
         }
         let msg = "nope".parse::<Lsn>().unwrap_err().to_string();

@@ -38,11 +38,17 @@ pub struct Problem {
 }
 
 fn problem(what: impl Into<String>, fix: impl Into<String>) -> Problem {
-    Problem { what: what.into(), fix: fix.into() }
+    Problem {
+        what: what.into(),
+        fix: fix.into(),
+    }
 }
 
 async fn setting(client: &Client, name: &str) -> Result<String, PgError> {
-    Ok(client.query_one("SELECT current_setting($1)", &[&name]).await?.get(0))
+    Ok(client
+        .query_one("SELECT current_setting($1)", &[&name])
+        .await?
+        .get(0))
 }
 
 /// Check the server and configuration; an empty result means ready to replicate.
@@ -50,7 +56,10 @@ async fn setting(client: &Client, name: &str) -> Result<String, PgError> {
 pub async fn preflight(client: &Client, cfg: &PreflightConfig) -> Result<Vec<Problem>, PgError> {
     let mut problems = Vec::new();
 
-    let version: i32 = setting(client, "server_version_num").await?.parse().unwrap_or(0);
+    let version: i32 = setting(client, "server_version_num")
+        .await?
+        .parse()
+        .unwrap_or(0);
     if version < 140_000 {
         let shown = setting(client, "server_version").await?;
         problems.push(problem(
@@ -67,7 +76,10 @@ pub async fn preflight(client: &Client, cfg: &PreflightConfig) -> Result<Vec<Pro
         ));
     }
 
-    let max_slots: i32 = setting(client, "max_replication_slots").await?.parse().unwrap_or(0);
+    let max_slots: i32 = setting(client, "max_replication_slots")
+        .await?
+        .parse()
+        .unwrap_or(0);
     let slot = slot_state(client, &cfg.slot).await?;
     if max_slots == 0 {
         problems.push(problem(
@@ -75,7 +87,10 @@ pub async fn preflight(client: &Client, cfg: &PreflightConfig) -> Result<Vec<Pro
             "ALTER SYSTEM SET max_replication_slots = 10; then restart PostgreSQL",
         ));
     } else if !slot.exists {
-        let used: i64 = client.query_one("SELECT count(*) FROM pg_catalog.pg_replication_slots", &[]).await?.get(0);
+        let used: i64 = client
+            .query_one("SELECT count(*) FROM pg_catalog.pg_replication_slots", &[])
+            .await?
+            .get(0);
         if used >= i64::from(max_slots) {
             problems.push(problem(
                 format!("all {max_slots} replication slots (max_replication_slots) are in use, so slot \"{}\" cannot be created", cfg.slot),
@@ -87,7 +102,10 @@ pub async fn preflight(client: &Client, cfg: &PreflightConfig) -> Result<Vec<Pro
         }
     }
 
-    let max_senders: i32 = setting(client, "max_wal_senders").await?.parse().unwrap_or(0);
+    let max_senders: i32 = setting(client, "max_wal_senders")
+        .await?
+        .parse()
+        .unwrap_or(0);
     if max_senders == 0 {
         problems.push(problem(
             "max_wal_senders is 0, so no replication connection is possible",
@@ -107,8 +125,15 @@ pub async fn preflight(client: &Client, cfg: &PreflightConfig) -> Result<Vec<Pro
         match slot.plugin.as_deref() {
             Some("pgoutput") => {}
             other => problems.push(problem(
-                format!("replication slot \"{}\" uses {} instead of pgoutput", cfg.slot, other.unwrap_or("no plugin (physical slot)")),
-                format!("SELECT pg_drop_replication_slot({}); or choose another slot_name", quote_literal(&cfg.slot)),
+                format!(
+                    "replication slot \"{}\" uses {} instead of pgoutput",
+                    cfg.slot,
+                    other.unwrap_or("no plugin (physical slot)")
+                ),
+                format!(
+                    "SELECT pg_drop_replication_slot({}); or choose another slot_name",
+                    quote_literal(&cfg.slot)
+                ),
             )),
         }
         if slot.wal_status.as_deref() == Some("lost") {
@@ -125,7 +150,10 @@ pub async fn preflight(client: &Client, cfg: &PreflightConfig) -> Result<Vec<Pro
         match plan_publication(client, &cfg.publication, &cfg.tables).await {
             Ok(PublicationPlan::UpToDate) => {}
             Ok(PublicationPlan::Create { sql }) => problems.push(problem(
-                format!("publication \"{}\" does not exist (publication management is off)", cfg.publication),
+                format!(
+                    "publication \"{}\" does not exist (publication management is off)",
+                    cfg.publication
+                ),
                 sql,
             )),
             Ok(PublicationPlan::Alter { sql, missing }) => problems.push(problem(
@@ -136,21 +164,30 @@ pub async fn preflight(client: &Client, cfg: &PreflightConfig) -> Result<Vec<Pro
                 ),
                 sql,
             )),
-            Err(PgError::Config { message }) => problems.push(problem(message, "configure at least one existing table")),
+            Err(PgError::Config { message }) => {
+                problems.push(problem(message, "configure at least one existing table"))
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(problems)
 }
 
-async fn check_role(client: &Client, user: &str, problems: &mut Vec<Problem>) -> Result<(), PgError> {
+async fn check_role(
+    client: &Client,
+    user: &str,
+    problems: &mut Vec<Problem>,
+) -> Result<(), PgError> {
     let row = client
         .query_opt("SELECT rolreplication, rolsuper, rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", &[&user])
         .await?;
     let Some(row) = row else {
         problems.push(problem(
             format!("role \"{user}\" does not exist"),
-            format!("CREATE ROLE {} LOGIN REPLICATION PASSWORD '...';", quote_ident(user)),
+            format!(
+                "CREATE ROLE {} LOGIN REPLICATION PASSWORD '...';",
+                quote_ident(user)
+            ),
         ));
         return Ok(());
     };
@@ -162,18 +199,28 @@ async fn check_role(client: &Client, user: &str, problems: &mut Vec<Problem>) ->
         ));
     }
     if !login {
-        problems.push(problem(format!("role \"{user}\" cannot log in"), format!("ALTER ROLE {} LOGIN;", quote_ident(user))));
+        problems.push(problem(
+            format!("role \"{user}\" cannot log in"),
+            format!("ALTER ROLE {} LOGIN;", quote_ident(user)),
+        ));
     }
     Ok(())
 }
 
 /// Returns whether every configured table (or the schema) exists.
-async fn check_tables(client: &Client, tables: &PublicationTables, problems: &mut Vec<Problem>) -> Result<bool, PgError> {
+async fn check_tables(
+    client: &Client,
+    tables: &PublicationTables,
+    problems: &mut Vec<Problem>,
+) -> Result<bool, PgError> {
     let list = match tables {
         PublicationTables::Tables(list) => list.clone(),
         PublicationTables::Schema(schema) => {
             let exists = client
-                .query_opt("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", &[&schema])
+                .query_opt(
+                    "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1",
+                    &[&schema],
+                )
                 .await?
                 .is_some();
             if !exists {

@@ -32,6 +32,10 @@ pub(crate) type Batch = Result<Vec<PgEvent>, PgError>;
 
 /// Most events per batch.
 pub const MAX_BATCH_EVENTS: usize = 2048;
+/// How long to let frames accumulate after the socket ran dry mid-burst. Reading
+/// in larger gulps spares the walsender a wake-up of this process per message,
+/// which on loopback is the walsender's largest cost.
+const COALESCE: Duration = Duration::from_millis(1);
 /// How often an idle reader checks for a new keepalive position.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 /// How often feedback is re-sent while the channel is full (keeps the walsender from timing out).
@@ -86,6 +90,8 @@ pub(crate) struct Reader {
     batch: Vec<PgEvent>,
     /// Highest position already conveyed to the daemon by a Commit or Keepalive.
     reported: Lsn,
+    /// Whether the last drain found frames (a burst may be in progress).
+    busy: bool,
 }
 
 impl Reader {
@@ -97,7 +103,16 @@ impl Reader {
         cancel: CancellationToken,
         start: Lsn,
     ) -> Self {
-        Self { stream, decoder, tx, acks, cancel, batch: Vec::with_capacity(MAX_BATCH_EVENTS), reported: start }
+        Self {
+            stream,
+            decoder,
+            tx,
+            acks,
+            cancel,
+            batch: Vec::with_capacity(MAX_BATCH_EVENTS),
+            reported: start,
+            busy: false,
+        }
     }
 
     pub(crate) async fn run(mut self) {
@@ -133,6 +148,7 @@ impl Reader {
             if self.batch.len() < MAX_BATCH_EVENTS {
                 // Take a frame only if it is available without waiting.
                 if let Some(raw) = self.stream.next_raw_event(&self.cancel).now_or_never() {
+                    self.busy = true;
                     self.on_raw(raw).await?;
                     continue;
                 }
@@ -140,6 +156,15 @@ impl Reader {
             if !self.batch.is_empty() {
                 self.push_keepalive_if_new();
                 self.flush().await?;
+                continue;
+            }
+            if std::mem::take(&mut self.busy) {
+                tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return Err(Exit::Stop),
+                    _ = self.acks.notify.notified() => self.forward_ack().await?,
+                    _ = tokio::time::sleep(COALESCE) => {}
+                }
                 continue;
             }
             let wakeup = tokio::select! {
@@ -167,7 +192,9 @@ impl Reader {
     async fn on_raw(&mut self, raw: Result<RawXLogData, ReplicationError>) -> Result<(), Exit> {
         match raw {
             Ok(raw) => {
-                self.decoder.decode(Lsn(raw.wal_start.0), raw.data, &mut self.batch).await?;
+                self.decoder
+                    .decode(Lsn(raw.wal_start.0), raw.data, &mut self.batch)
+                    .await?;
                 self.note_commit();
                 Ok(())
             }
@@ -206,7 +233,10 @@ impl Reader {
     }
 
     async fn send_feedback(&mut self) -> Result<(), Exit> {
-        self.stream.send_feedback().await.map_err(|e| Exit::Failed(e.into()))
+        self.stream
+            .send_feedback()
+            .await
+            .map_err(|e| Exit::Failed(e.into()))
     }
 
     /// Hand the batch to the channel, waiting for room while still forwarding acks.
@@ -221,7 +251,10 @@ impl Reader {
             Err(mpsc::error::TrySendError::Closed(())) => return Err(Exit::Stop),
             Err(mpsc::error::TrySendError::Full(())) => {}
         }
-        let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + BLOCKED_FEEDBACK, BLOCKED_FEEDBACK);
+        let mut keep_alive = tokio::time::interval_at(
+            tokio::time::Instant::now() + BLOCKED_FEEDBACK,
+            BLOCKED_FEEDBACK,
+        );
         loop {
             let send = tokio::select! {
                 biased;

@@ -2,7 +2,7 @@
 //!
 //! [`PgReplication::start`] opens the walsender connection (pg_walstream,
 //! libpq), starts `START_REPLICATION` with pgoutput protocol version 2 and
-//! `streaming=on`, and spawns the reader task ([`crate::reader`]) that decodes
+//! `streaming=on`, and spawns the reader task (`reader.rs`) that decodes
 //! into [`PgEvent`] batches on a bounded channel. The daemon pulls events with
 //! [`next`](PgReplication::next) / [`next_batch`](PgReplication::next_batch)
 //! and reports durable progress with [`ack`](PgReplication::ack), which the
@@ -17,7 +17,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pg_walstream::{
-    CancellationToken, LogicalReplicationStream, ReplicationStreamConfig, SharedLsnFeedback, StreamingMode,
+    CancellationToken, LogicalReplicationStream, ReplicationStreamConfig, SharedLsnFeedback,
+    StreamingMode,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -103,40 +104,65 @@ impl PgReplication {
     /// `catalog` is an ordinary connection used to resolve column types; pass
     /// `None` to open one from `cfg.conninfo` (without TLS). The slot must exist
     /// and the publication must cover the tables (see [`crate::slot`]).
-    pub async fn start(cfg: PgReplicationConfig, catalog: Option<Arc<Client>>) -> Result<PgReplication, PgError> {
+    pub async fn start(
+        cfg: PgReplicationConfig,
+        catalog: Option<Arc<Client>>,
+    ) -> Result<PgReplication, PgError> {
         let catalog = match catalog {
             Some(c) => c,
             None => Arc::new(connect_catalog(&cfg.conninfo).await?),
         };
-        let version: i32 =
-            catalog.query_one("SELECT current_setting('server_version_num')::int4", &[]).await?.get(0);
+        let version: i32 = catalog
+            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .await?
+            .get(0);
         if version < 140_000 {
-            return Err(PgError::UnsupportedServerVersion { version: format!("{}.{}", version / 10_000, version % 10_000) });
+            return Err(PgError::UnsupportedServerVersion {
+                version: format!("{}.{}", version / 10_000, version % 10_000),
+            });
         }
-        let user: String = catalog.query_one("SELECT current_user::text", &[]).await?.get(0);
+        let user: String = catalog
+            .query_one("SELECT current_user::text", &[])
+            .await?
+            .get(0);
         let buffer = TransactionBuffer::new(&cfg.spill_dir, cfg.memory_budget_bytes)?;
         let decoder = PgoutputDecoder::new(Box::new(CatalogTypeResolver::new(catalog)), buffer);
 
-        let stream_cfg = ReplicationStreamConfig::builder(cfg.slot.clone(), cfg.publication.clone())
-            .with_protocol_version(PROTOCOL_VERSION)
-            .with_streaming_mode(StreamingMode::On)
-            .with_messages(true)
-            .with_existing_slot_required(true);
+        let stream_cfg =
+            ReplicationStreamConfig::builder(cfg.slot.clone(), cfg.publication.clone())
+                .with_protocol_version(PROTOCOL_VERSION)
+                .with_streaming_mode(StreamingMode::On)
+                .with_messages(true)
+                .with_existing_slot_required(true);
         let fill_user = |e: PgError| match e {
-            PgError::ReplicationPrivilege { message, .. } => PgError::ReplicationPrivilege { user: user.clone(), message },
+            PgError::ReplicationPrivilege { message, .. } => PgError::ReplicationPrivilege {
+                user: user.clone(),
+                message,
+            },
             other => other,
         };
-        let mut stream = LogicalReplicationStream::new(&replication_conninfo(&cfg.conninfo), stream_cfg)
+        let mut stream =
+            LogicalReplicationStream::new(&replication_conninfo(&cfg.conninfo), stream_cfg)
+                .await
+                .map_err(|e| fill_user(e.into()))?;
+        stream
+            .start(cfg.start_lsn.map(|l| l.0))
             .await
             .map_err(|e| fill_user(e.into()))?;
-        stream.start(cfg.start_lsn.map(|l| l.0)).await.map_err(|e| fill_user(e.into()))?;
         tracing::info!(slot = %cfg.slot, publication = %cfg.publication, start = ?cfg.start_lsn, "logical replication started");
 
         let feedback = Arc::clone(&stream.shared_lsn_feedback);
         let acks = Arc::new(AckSignal::default());
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(cfg.channel_capacity.max(1));
-        let reader = Reader::new(stream, decoder, tx, Arc::clone(&acks), cancel.clone(), cfg.start_lsn.unwrap_or_default());
+        let reader = Reader::new(
+            stream,
+            decoder,
+            tx,
+            Arc::clone(&acks),
+            cancel.clone(),
+            cfg.start_lsn.unwrap_or_default(),
+        );
         let task = tokio::spawn(reader.run());
         Ok(PgReplication {
             rx,
@@ -178,7 +204,9 @@ impl PgReplication {
                     return Err(e);
                 }
                 None => {
-                    let e = PgError::Stopped { message: "the reader task ended".into() };
+                    let e = PgError::Stopped {
+                        message: "the reader task ended".into(),
+                    };
                     self.failure = Some(e.clone());
                     return Err(e);
                 }
@@ -234,9 +262,21 @@ mod tests {
 
     #[test]
     fn conninfo_gets_replication_database() {
-        assert_eq!(replication_conninfo("host=h port=5 dbname=d"), "host=h port=5 dbname=d replication=database");
-        assert_eq!(replication_conninfo("postgresql://u@h/d"), "postgresql://u@h/d?replication=database");
-        assert_eq!(replication_conninfo("postgres://u@h/d?sslmode=disable"), "postgres://u@h/d?sslmode=disable&replication=database");
-        assert_eq!(replication_conninfo("host=h replication=database"), "host=h replication=database");
+        assert_eq!(
+            replication_conninfo("host=h port=5 dbname=d"),
+            "host=h port=5 dbname=d replication=database"
+        );
+        assert_eq!(
+            replication_conninfo("postgresql://u@h/d"),
+            "postgresql://u@h/d?replication=database"
+        );
+        assert_eq!(
+            replication_conninfo("postgres://u@h/d?sslmode=disable"),
+            "postgres://u@h/d?sslmode=disable&replication=database"
+        );
+        assert_eq!(
+            replication_conninfo("host=h replication=database"),
+            "host=h replication=database"
+        );
     }
 }

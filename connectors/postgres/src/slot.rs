@@ -55,9 +55,14 @@ pub async fn slot_state(client: &Client, slot: &str) -> Result<SlotState, PgErro
             &[&slot],
         )
         .await?;
-    let Some(row) = row else { return Ok(SlotState::default()) };
+    let Some(row) = row else {
+        return Ok(SlotState::default());
+    };
     let lsn = |i: usize| -> Result<Option<Lsn>, PgError> {
-        row.get::<_, Option<String>>(i).map(|s| s.parse::<Lsn>()).transpose().map_err(PgError::from)
+        row.get::<_, Option<String>>(i)
+            .map(|s| s.parse::<Lsn>())
+            .transpose()
+            .map_err(PgError::from)
     };
     Ok(SlotState {
         exists: true,
@@ -73,9 +78,17 @@ pub async fn slot_state(client: &Client, slot: &str) -> Result<SlotState, PgErro
 /// Check that an existing slot is usable by a new pgoutput consumer in this database.
 pub(crate) fn check_usable(slot: &str, state: &SlotState, current_db: &str) -> Result<(), PgError> {
     if let Some(pid) = state.active_pid {
-        return Err(PgError::SlotInUse { slot: slot.to_owned(), pid });
+        return Err(PgError::SlotInUse {
+            slot: slot.to_owned(),
+            pid,
+        });
     }
-    let unusable = |message: String| Err(PgError::SlotUnusable { slot: slot.to_owned(), message });
+    let unusable = |message: String| {
+        Err(PgError::SlotUnusable {
+            slot: slot.to_owned(),
+            message,
+        })
+    };
     match state.plugin.as_deref() {
         Some("pgoutput") => {}
         Some(other) => return unusable(format!("it uses output plugin '{other}', not pgoutput")),
@@ -93,13 +106,22 @@ pub(crate) fn check_usable(slot: &str, state: &SlotState, current_db: &str) -> R
 /// Create the pgoutput logical slot `slot` if missing and return its state.
 /// An existing slot must be a pgoutput slot of this database and not in use.
 pub async fn ensure_slot(client: &Client, slot: &str) -> Result<SlotState, PgError> {
-    let current_db: String = client.query_one("SELECT current_database()::text", &[]).await?.get(0);
+    let current_db: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await?
+        .get(0);
     let state = slot_state(client, slot).await?;
     if state.exists {
         check_usable(slot, &state, &current_db)?;
         return Ok(state);
     }
-    match client.execute("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot]).await {
+    match client
+        .execute(
+            "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await
+    {
         Ok(_) => tracing::info!(slot, "created logical replication slot"),
         // Created concurrently by someone else: fall through to the state check.
         Err(e) if e.code().is_some_and(|c| c.code() == "42710") => {}
@@ -118,9 +140,14 @@ pub async fn drop_slot(client: &Client, slot: &str) -> Result<bool, PgError> {
         return Ok(false);
     }
     if let Some(pid) = state.active_pid {
-        return Err(PgError::SlotInUse { slot: slot.to_owned(), pid });
+        return Err(PgError::SlotInUse {
+            slot: slot.to_owned(),
+            pid,
+        });
     }
-    client.execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&slot]).await?;
+    client
+        .execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&slot])
+        .await?;
     Ok(true)
 }
 
@@ -132,7 +159,10 @@ pub enum PublicationPlan {
     /// It does not exist; `sql` creates it.
     Create { sql: String },
     /// It exists but lacks `missing`; `sql` adds them.
-    Alter { sql: String, missing: Vec<(String, String)> },
+    Alter {
+        sql: String,
+        missing: Vec<(String, String)>,
+    },
 }
 
 impl PublicationPlan {
@@ -146,10 +176,20 @@ impl PublicationPlan {
 }
 
 /// Work out how publication `name` must change to cover `tables`.
-pub async fn plan_publication(client: &Client, name: &str, tables: &PublicationTables) -> Result<PublicationPlan, PgError> {
-    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int4", &[]).await?.get(0);
+pub async fn plan_publication(
+    client: &Client,
+    name: &str,
+    tables: &PublicationTables,
+) -> Result<PublicationPlan, PgError> {
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await?
+        .get(0);
     let exists = client
-        .query_opt("SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1", &[&name])
+        .query_opt(
+            "SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1",
+            &[&name],
+        )
         .await?;
     let wanted = match tables {
         PublicationTables::Tables(list) => list.clone(),
@@ -159,14 +199,22 @@ pub async fn plan_publication(client: &Client, name: &str, tables: &PublicationT
     let Some(row) = exists else {
         let sql = match tables {
             PublicationTables::Schema(schema) if version >= 150_000 => {
-                format!("CREATE PUBLICATION {pubname} FOR TABLES IN SCHEMA {};", quote_ident(schema))
+                format!(
+                    "CREATE PUBLICATION {pubname} FOR TABLES IN SCHEMA {};",
+                    quote_ident(schema)
+                )
             }
             _ if wanted.is_empty() => {
                 return Err(PgError::Config {
-                    message: format!("no tables to publish in publication \"{name}\": configure tables, or create them first"),
+                    message: format!(
+                        "no tables to publish in publication \"{name}\": configure tables, or create them first"
+                    ),
                 });
             }
-            _ => format!("CREATE PUBLICATION {pubname} FOR TABLE {};", table_list(&wanted)),
+            _ => format!(
+                "CREATE PUBLICATION {pubname} FOR TABLE {};",
+                table_list(&wanted)
+            ),
         };
         return Ok(PublicationPlan::Create { sql });
     };
@@ -189,7 +237,10 @@ pub async fn plan_publication(client: &Client, name: &str, tables: &PublicationT
                 return Ok(PublicationPlan::UpToDate);
             }
             let missing = missing_tables(client, name, &wanted).await?;
-            let sql = format!("ALTER PUBLICATION {pubname} ADD TABLES IN SCHEMA {};", quote_ident(schema));
+            let sql = format!(
+                "ALTER PUBLICATION {pubname} ADD TABLES IN SCHEMA {};",
+                quote_ident(schema)
+            );
             return Ok(PublicationPlan::Alter { sql, missing });
         }
     }
@@ -197,17 +248,35 @@ pub async fn plan_publication(client: &Client, name: &str, tables: &PublicationT
     if missing.is_empty() {
         return Ok(PublicationPlan::UpToDate);
     }
-    let sql = format!("ALTER PUBLICATION {pubname} ADD TABLE {};", table_list(&missing));
+    let sql = format!(
+        "ALTER PUBLICATION {pubname} ADD TABLE {};",
+        table_list(&missing)
+    );
     Ok(PublicationPlan::Alter { sql, missing })
 }
 
-async fn missing_tables(client: &Client, name: &str, wanted: &[(String, String)]) -> Result<Vec<(String, String)>, PgError> {
-    let have: BTreeSet<(String, String)> = publication_tables(client, name).await?.into_iter().collect();
-    Ok(wanted.iter().filter(|t| !have.contains(*t)).cloned().collect())
+async fn missing_tables(
+    client: &Client,
+    name: &str,
+    wanted: &[(String, String)],
+) -> Result<Vec<(String, String)>, PgError> {
+    let have: BTreeSet<(String, String)> = publication_tables(client, name)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(wanted
+        .iter()
+        .filter(|t| !have.contains(*t))
+        .cloned()
+        .collect())
 }
 
 fn table_list(tables: &[(String, String)]) -> String {
-    tables.iter().map(|(s, t)| qualified(s, t)).collect::<Vec<_>>().join(", ")
+    tables
+        .iter()
+        .map(|(s, t)| qualified(s, t))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What [`ensure_publication`] did.
@@ -249,7 +318,10 @@ pub async fn ensure_publication(
         }),
         (PublicationPlan::Alter { sql, missing }, false) => Err(PgError::Publication {
             publication: name.to_owned(),
-            problem: format!("lacks {} and publication management is off", describe(&missing)),
+            problem: format!(
+                "lacks {} and publication management is off",
+                describe(&missing)
+            ),
             sql,
         }),
     }
@@ -259,7 +331,11 @@ pub(crate) fn describe(tables: &[(String, String)]) -> String {
     if tables.is_empty() {
         return "tables of the configured schema".into();
     }
-    tables.iter().map(|(s, t)| format!("{s}.{t}")).collect::<Vec<_>>().join(", ")
+    tables
+        .iter()
+        .map(|(s, t)| format!("{s}.{t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -280,8 +356,19 @@ mod tests {
     #[test]
     fn usable_slot_checks() {
         assert!(check_usable("s", &state(None, Some("pgoutput"), "db", "reserved"), "db").is_ok());
-        let e = check_usable("s", &state(Some(42), Some("pgoutput"), "db", "reserved"), "db").unwrap_err();
-        assert_eq!(e, PgError::SlotInUse { slot: "s".into(), pid: 42 });
+        let e = check_usable(
+            "s",
+            &state(Some(42), Some("pgoutput"), "db", "reserved"),
+            "db",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            PgError::SlotInUse {
+                slot: "s".into(),
+                pid: 42
+            }
+        );
         assert!(e.to_string().contains("active for PID 42"));
         for (st, needle) in [
             (state(None, Some("wal2json"), "db", "reserved"), "wal2json"),
@@ -290,13 +377,20 @@ mod tests {
             (state(None, Some("pgoutput"), "db", "lost"), "lost"),
         ] {
             let e = check_usable("s", &st, "db").unwrap_err();
-            assert!(e.to_string().contains(needle) && e.to_string().contains("pg_drop_replication_slot"), "{e}");
+            assert!(
+                e.to_string().contains(needle)
+                    && e.to_string().contains("pg_drop_replication_slot"),
+                "{e}"
+            );
         }
     }
 
     #[test]
     fn table_lists_are_quoted() {
-        let t = vec![("public".to_owned(), "orders".to_owned()), ("Sales".to_owned(), "Line Items".to_owned())];
+        let t = vec![
+            ("public".to_owned(), "orders".to_owned()),
+            ("Sales".to_owned(), "Line Items".to_owned()),
+        ];
         assert_eq!(table_list(&t), "public.orders, \"Sales\".\"Line Items\"");
         assert_eq!(describe(&t), "public.orders, Sales.Line Items");
     }

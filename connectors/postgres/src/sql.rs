@@ -3,10 +3,9 @@
 /// Quote an SQL identifier unless it is a plain lower-case name.
 pub(crate) fn quote_ident(name: &str) -> String {
     let plain = !name.is_empty()
-        && name
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| b == b'_' || b.is_ascii_lowercase() || (i > 0 && (b.is_ascii_digit() || b == b'$')));
+        && name.bytes().enumerate().all(|(i, b)| {
+            b == b'_' || b.is_ascii_lowercase() || (i > 0 && (b.is_ascii_digit() || b == b'$'))
+        });
     if plain && !is_reserved(name) {
         name.to_owned()
     } else {
@@ -28,8 +27,27 @@ pub(crate) fn quote_literal(s: &str) -> String {
 fn is_reserved(name: &str) -> bool {
     matches!(
         name,
-        "all" | "user" | "order" | "table" | "select" | "from" | "where" | "group" | "limit" | "offset" | "check"
-            | "column" | "default" | "primary" | "references" | "window" | "end" | "to" | "for" | "in" | "on"
+        "all"
+            | "user"
+            | "order"
+            | "table"
+            | "select"
+            | "from"
+            | "where"
+            | "group"
+            | "limit"
+            | "offset"
+            | "check"
+            | "column"
+            | "default"
+            | "primary"
+            | "references"
+            | "window"
+            | "end"
+            | "to"
+            | "for"
+            | "in"
+            | "on"
     )
 }
 

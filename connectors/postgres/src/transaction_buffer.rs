@@ -93,7 +93,14 @@ impl TransactionBuffer {
                 fs::remove_file(&path).map_err(|e| PgError::spill(&path, e))?;
             }
         }
-        Ok(Self { dir, budget: budget_bytes, mem_used: 0, peak_mem: 0, spilled_bytes: 0, txns: HashMap::new() })
+        Ok(Self {
+            dir,
+            budget: budget_bytes,
+            mem_used: 0,
+            peak_mem: 0,
+            spilled_bytes: 0,
+            txns: HashMap::new(),
+        })
     }
 
     /// Encoded bytes currently held in memory across all transactions.
@@ -123,7 +130,14 @@ impl TransactionBuffer {
 
     /// Append an item to transaction `xid`. `keep_on_abort` items survive the
     /// abort of their subtransaction (used for relation descriptions).
-    pub fn append(&mut self, xid: u32, subxid: u32, lsn: u64, keep_on_abort: bool, payload: &[u8]) -> Result<(), PgError> {
+    pub fn append(
+        &mut self,
+        xid: u32,
+        subxid: u32,
+        lsn: u64,
+        keep_on_abort: bool,
+        payload: &[u8],
+    ) -> Result<(), PgError> {
         self.append_parts(xid, subxid, lsn, keep_on_abort, &[payload])
     }
 
@@ -137,7 +151,8 @@ impl TransactionBuffer {
         parts: &[&[u8]],
     ) -> Result<(), PgError> {
         let payload_len: usize = parts.iter().map(|p| p.len()).sum();
-        let len = u32::try_from(payload_len).map_err(|_| PgError::protocol("buffered message larger than 4 GiB"))?;
+        let len = u32::try_from(payload_len)
+            .map_err(|_| PgError::protocol("buffered message larger than 4 GiB"))?;
         let mut header = [0u8; RECORD_HEADER_LEN];
         header[0] = if keep_on_abort { FLAG_KEEP_ON_ABORT } else { 0 };
         header[1..5].copy_from_slice(&subxid.to_be_bytes());
@@ -159,7 +174,9 @@ impl TransactionBuffer {
             return Ok(());
         }
         while self.mem_used + record_len > self.budget {
-            let Some(victim) = self.largest_in_memory() else { break };
+            let Some(victim) = self.largest_in_memory() else {
+                break;
+            };
             self.spill_txn(victim)?;
         }
         let txn = self.txns.entry(xid).or_default();
@@ -198,29 +215,53 @@ impl TransactionBuffer {
         self.mem_used -= txn.mem.len();
         let file = match txn.spill {
             Some(SpillFile { path, writer }) => {
-                let mut file = writer.into_inner().map_err(|e| PgError::spill(&path, e.error()))?;
-                file.seek(SeekFrom::Start(0)).map_err(|e| PgError::spill(&path, e))?;
-                Some(SpillReader { path, file, chunk: BytesMut::new(), tmp: Vec::new(), eof: false })
+                let mut file = writer
+                    .into_inner()
+                    .map_err(|e| PgError::spill(&path, e.error()))?;
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| PgError::spill(&path, e))?;
+                Some(SpillReader {
+                    path,
+                    file,
+                    chunk: BytesMut::new(),
+                    tmp: Vec::new(),
+                    eof: false,
+                })
             }
             None => None,
         };
-        Ok(Replay { file, mem: Bytes::from(txn.mem), aborted: txn.aborted_subxids, remaining: txn.items })
+        Ok(Replay {
+            file,
+            mem: Bytes::from(txn.mem),
+            aborted: txn.aborted_subxids,
+            remaining: txn.items,
+        })
     }
 
     fn largest_in_memory(&self) -> Option<u32> {
-        self.txns.iter().filter(|(_, t)| !t.mem.is_empty()).max_by_key(|(_, t)| t.mem.len()).map(|(xid, _)| *xid)
+        self.txns
+            .iter()
+            .filter(|(_, t)| !t.mem.is_empty())
+            .max_by_key(|(_, t)| t.mem.len())
+            .map(|(xid, _)| *xid)
     }
 
     /// Move all in-memory bytes of `xid` to its spill file.
     fn spill_txn(&mut self, xid: u32) -> Result<(), PgError> {
-        let Some(txn) = self.txns.get_mut(&xid) else { return Ok(()) };
+        let Some(txn) = self.txns.get_mut(&xid) else {
+            return Ok(());
+        };
         if txn.mem.is_empty() {
             return Ok(());
         }
         let mem = std::mem::take(&mut txn.mem);
         let file = open_spill(&self.dir, xid, txn)?;
         write_all(file, &mem)?;
-        tracing::debug!(xid, bytes = mem.len(), "spilled streamed transaction to disk");
+        tracing::debug!(
+            xid,
+            bytes = mem.len(),
+            "spilled streamed transaction to disk"
+        );
         self.mem_used -= mem.len();
         self.spilled_bytes += mem.len() as u64;
         Ok(())
@@ -238,7 +279,11 @@ impl Drop for TransactionBuffer {
     }
 }
 
-fn open_spill<'a>(dir: &Path, xid: u32, txn: &'a mut OpenTxn) -> Result<&'a mut SpillFile, PgError> {
+fn open_spill<'a>(
+    dir: &Path,
+    xid: u32,
+    txn: &'a mut OpenTxn,
+) -> Result<&'a mut SpillFile, PgError> {
     if txn.spill.is_none() {
         let path = dir.join(format!("{SPILL_PREFIX}{xid}{SPILL_SUFFIX}"));
         let file = fs::OpenOptions::new()
@@ -248,13 +293,18 @@ fn open_spill<'a>(dir: &Path, xid: u32, txn: &'a mut OpenTxn) -> Result<&'a mut 
             .truncate(true)
             .open(&path)
             .map_err(|e| PgError::spill(&path, e))?;
-        txn.spill = Some(SpillFile { path, writer: BufWriter::with_capacity(64 * 1024, file) });
+        txn.spill = Some(SpillFile {
+            path,
+            writer: BufWriter::with_capacity(64 * 1024, file),
+        });
     }
     Ok(txn.spill.as_mut().expect("just opened"))
 }
 
 fn write_all(file: &mut SpillFile, bytes: &[u8]) -> Result<(), PgError> {
-    file.writer.write_all(bytes).map_err(|e| PgError::spill(&file.path, e))
+    file.writer
+        .write_all(bytes)
+        .map_err(|e| PgError::spill(&file.path, e))
 }
 
 fn remove_quietly(path: &Path) {
@@ -281,7 +331,10 @@ impl SpillReader {
             }
             if self.eof {
                 if !self.chunk.is_empty() {
-                    return Err(PgError::spill(&self.path, "file ends inside a record (truncated?)"));
+                    return Err(PgError::spill(
+                        &self.path,
+                        "file ends inside a record (truncated?)",
+                    ));
                 }
                 return Ok(None);
             }
@@ -290,7 +343,10 @@ impl SpillReader {
                 None => READ_CHUNK,
             };
             self.tmp.resize(want, 0);
-            let n = self.file.read(&mut self.tmp).map_err(|e| PgError::spill(&self.path, e))?;
+            let n = self
+                .file
+                .read(&mut self.tmp)
+                .map_err(|e| PgError::spill(&self.path, e))?;
             if n == 0 {
                 self.eof = true;
             } else {
@@ -338,7 +394,12 @@ pub struct Replay {
 
 impl Replay {
     fn empty() -> Self {
-        Replay { file: None, mem: Bytes::new(), aborted: HashSet::new(), remaining: 0 }
+        Replay {
+            file: None,
+            mem: Bytes::new(),
+            aborted: HashSet::new(),
+            remaining: 0,
+        }
     }
 
     /// Upper bound of items still to come (aborted subtransactions included).
@@ -359,12 +420,18 @@ impl Replay {
                 },
                 None => self.next_mem_record()?,
             };
-            let Some((flags, subxid, lsn, payload)) = rec else { return Ok(None) };
+            let Some((flags, subxid, lsn, payload)) = rec else {
+                return Ok(None);
+            };
             self.remaining = self.remaining.saturating_sub(1);
             if flags & FLAG_KEEP_ON_ABORT == 0 && self.aborted.contains(&subxid) {
                 continue;
             }
-            return Ok(Some(BufferedItem { subxid, lsn, payload }));
+            return Ok(Some(BufferedItem {
+                subxid,
+                lsn,
+                payload,
+            }));
         }
     }
 
@@ -401,7 +468,10 @@ mod tests {
     }
 
     fn drain(replay: Replay) -> Vec<(u32, u64, Vec<u8>)> {
-        replay.map(|r| r.map(|i| (i.subxid, i.lsn, i.payload.to_vec()))).collect::<Result<_, _>>().unwrap()
+        replay
+            .map(|r| r.map(|i| (i.subxid, i.lsn, i.payload.to_vec())))
+            .collect::<Result<_, _>>()
+            .unwrap()
     }
 
     fn spill_files(dir: &Path) -> usize {
@@ -453,7 +523,11 @@ mod tests {
                 assert_eq!(p, &payload(i as u32));
             }
         }
-        assert_eq!(spill_files(dir.path()), 0, "spill file removed after replay");
+        assert_eq!(
+            spill_files(dir.path()),
+            0,
+            "spill file removed after replay"
+        );
     }
 
     #[test]
@@ -468,7 +542,10 @@ mod tests {
         assert!(!buf.contains(3));
         assert_eq!(buf.memory_used(), 0);
         assert_eq!(spill_files(dir.path()), 0);
-        assert!(drain(buf.commit(3).unwrap()).is_empty(), "unknown xid replays empty");
+        assert!(
+            drain(buf.commit(3).unwrap()).is_empty(),
+            "unknown xid replays empty"
+        );
     }
 
     #[test]
@@ -479,7 +556,8 @@ mod tests {
             // top 10, subxacts 11 (aborted) and 12 (kept), interleaved; one keep-on-abort item in 11.
             for i in 0..30u32 {
                 let sub = [10, 11, 12][(i % 3) as usize];
-                buf.append(10, sub, u64::from(i), sub == 11 && i == 1, &payload(i)).unwrap();
+                buf.append(10, sub, u64::from(i), sub == 11 && i == 1, &payload(i))
+                    .unwrap();
             }
             buf.abort(10, 11);
             let items = drain(buf.commit(10).unwrap());
@@ -497,15 +575,22 @@ mod tests {
         let mut buf = TransactionBuffer::new(dir.path(), budget).unwrap();
         for i in 0..600u32 {
             let xid = 100 + (i % 3);
-            buf.append(xid, xid, u64::from(i), false, &payload(i)).unwrap();
+            buf.append(xid, xid, u64::from(i), false, &payload(i))
+                .unwrap();
             assert!(buf.memory_used() <= budget);
         }
         assert_eq!(buf.open_transactions(), 3);
         buf.abort(101, 101);
         let b = drain(buf.commit(102).unwrap());
         let a = drain(buf.commit(100).unwrap());
-        assert_eq!(a.iter().map(|i| i.1).collect::<Vec<_>>(), (0..600).step_by(3).collect::<Vec<u64>>());
-        assert_eq!(b.iter().map(|i| i.1).collect::<Vec<_>>(), (2..600).step_by(3).collect::<Vec<u64>>());
+        assert_eq!(
+            a.iter().map(|i| i.1).collect::<Vec<_>>(),
+            (0..600).step_by(3).collect::<Vec<u64>>()
+        );
+        assert_eq!(
+            b.iter().map(|i| i.1).collect::<Vec<_>>(),
+            (2..600).step_by(3).collect::<Vec<u64>>()
+        );
         assert_eq!(buf.memory_used(), 0);
         assert_eq!(spill_files(dir.path()), 0);
     }
@@ -527,7 +612,10 @@ mod tests {
         buf.append(5, 5, 1, false, b"a").unwrap();
         buf.append(5, 5, 2, false, b"b").unwrap();
         let mut replay = buf.commit(5).unwrap();
-        assert_eq!(replay.next_item().unwrap().unwrap().payload, Bytes::from_static(b"a"));
+        assert_eq!(
+            replay.next_item().unwrap().unwrap().payload,
+            Bytes::from_static(b"a")
+        );
         drop(replay);
         assert_eq!(spill_files(dir.path()), 0);
     }

@@ -46,7 +46,8 @@ struct MappedRelation {
 pub struct ChangeMapper {
     source: Arc<str>,
     database: Arc<str>,
-    /// `NOT NULL` flags per `(schema, table)`, read from the catalog at start.
+    /// Nullability per `(schema, table)` and column (`true` = nullable),
+    /// read from the catalog at start.
     nullability: HashMap<(String, String), HashMap<String, bool>>,
     relations: HashMap<u32, MappedRelation>,
     txn: Option<OpenTxn>,
@@ -63,7 +64,7 @@ impl ChangeMapper {
         }
     }
 
-    /// Records the NOT NULL flags of a table's columns.
+    /// Records `(column, nullable)` for a table's columns.
     pub fn set_nullability(&mut self, schema: &str, table: &str, columns: Vec<(String, bool)>) {
         self.nullability
             .insert((schema.to_string(), table.to_string()), columns.into_iter().collect());
@@ -91,7 +92,7 @@ impl ChangeMapper {
                 source_type: col.type_info.name.clone(),
                 nullable: nullable
                     .and_then(|n| n.get(&col.name))
-                    .map(|not_null| !not_null)
+                    .copied()
                     .unwrap_or(true),
             });
         }

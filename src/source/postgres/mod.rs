@@ -185,36 +185,41 @@ impl PostgresSource {
     async fn fill(&mut self) -> Result<(), SourceError> {
         let mut envelopes = Vec::new();
         while self.pending.is_empty() {
-            let event = self.replication.next().await?;
-            match event {
-                PgEvent::Relation(rel) => self.mapper.relation(&rel),
-                PgEvent::Begin {
-                    xid,
-                    commit_lsn,
-                    commit_ts_micros,
-                } => {
-                    self.in_txn = true;
-                    self.mapper.begin(xid, commit_lsn.0, commit_ts_micros);
-                }
-                PgEvent::Change(change) => {
-                    self.mapper.change(&change, &mut envelopes)?;
-                    self.pending
-                        .extend(envelopes.drain(..).map(SourceEvent::Change));
-                }
-                PgEvent::Commit { end_lsn, .. } => {
-                    self.in_txn = false;
-                    self.mapper.commit();
-                    self.pending.push_back(SourceEvent::Commit {
-                        resume: ResumePoint::Postgres { lsn: end_lsn.0 },
-                    });
-                }
-                PgEvent::Keepalive { wal_end } if !self.in_txn => {
-                    self.pending.push_back(SourceEvent::Idle {
-                        resume: ResumePoint::Postgres { lsn: wal_end.0 },
-                    });
-                }
-                PgEvent::Keepalive { .. } | PgEvent::Message { .. } => {}
+            for event in self.replication.next_batch().await? {
+                self.map_event(event, &mut envelopes)?;
             }
+        }
+        Ok(())
+    }
+
+    fn map_event(&mut self, event: PgEvent, envelopes: &mut Vec<crate::envelope::Envelope>) -> Result<(), SourceError> {
+        match event {
+            PgEvent::Relation(rel) => self.mapper.relation(&rel),
+            PgEvent::Begin {
+                xid,
+                commit_lsn,
+                commit_ts_micros,
+            } => {
+                self.in_txn = true;
+                self.mapper.begin(xid, commit_lsn.0, commit_ts_micros);
+            }
+            PgEvent::Change(change) => {
+                self.mapper.change(&change, envelopes)?;
+                self.pending.extend(envelopes.drain(..).map(SourceEvent::Change));
+            }
+            PgEvent::Commit { end_lsn, .. } => {
+                self.in_txn = false;
+                self.mapper.commit();
+                self.pending.push_back(SourceEvent::Commit {
+                    resume: ResumePoint::Postgres { lsn: end_lsn.0 },
+                });
+            }
+            PgEvent::Keepalive { wal_end } if !self.in_txn => {
+                self.pending.push_back(SourceEvent::Idle {
+                    resume: ResumePoint::Postgres { lsn: wal_end.0 },
+                });
+            }
+            PgEvent::Keepalive { .. } | PgEvent::Message { .. } => {}
         }
         Ok(())
     }

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use pg_walstream::{
-    ColumnData, ColumnInfo, LogicalReplicationMessage as Msg, StreamingReplicationMessage, TupleData,
-    encode_message_to_bytes, encode_streaming_message_to_bytes,
+    ColumnData, ColumnInfo, LogicalReplicationMessage as Msg, StreamingReplicationMessage,
+    TupleData, encode_message_to_bytes, encode_streaming_message_to_bytes,
 };
 
 use super::*;
@@ -16,7 +16,8 @@ fn plain(msg: Msg) -> Bytes {
 }
 
 fn streamed(msg: Msg, xid: u32) -> Bytes {
-    encode_streaming_message_to_bytes(&StreamingReplicationMessage::new_streaming(msg, xid), 2).freeze()
+    encode_streaming_message_to_bytes(&StreamingReplicationMessage::new_streaming(msg, xid), 2)
+        .freeze()
 }
 
 fn relation(oid: u32, name: &str) -> Msg {
@@ -34,35 +35,68 @@ fn relation(oid: u32, name: &str) -> Msg {
 }
 
 fn row(id: &str) -> TupleData {
-    TupleData::new(vec![ColumnData::text(id.as_bytes().to_vec()), ColumnData::null(), ColumnData::unchanged()])
+    TupleData::new(vec![
+        ColumnData::text(id.as_bytes().to_vec()),
+        ColumnData::null(),
+        ColumnData::unchanged(),
+    ])
 }
 
 fn insert(oid: u32, id: &str) -> Msg {
-    Msg::Insert { relation_id: oid, tuple: row(id) }
+    Msg::Insert {
+        relation_id: oid,
+        tuple: row(id),
+    }
 }
 
 fn begin(xid: u32, final_lsn: u64) -> Msg {
-    Msg::Begin { final_lsn, timestamp: 1_000_000, xid }
+    Msg::Begin {
+        final_lsn,
+        timestamp: 1_000_000,
+        xid,
+    }
 }
 
 fn commit(commit_lsn: u64, end_lsn: u64) -> Msg {
-    Msg::Commit { flags: 0, commit_lsn, end_lsn, timestamp: 1_000_000 }
+    Msg::Commit {
+        flags: 0,
+        commit_lsn,
+        end_lsn,
+        timestamp: 1_000_000,
+    }
 }
 
 fn stream_start(xid: u32) -> Msg {
-    Msg::StreamStart { xid, first_segment: false }
+    Msg::StreamStart {
+        xid,
+        first_segment: false,
+    }
 }
 
 fn stream_commit(xid: u32, commit_lsn: u64, end_lsn: u64) -> Msg {
-    Msg::StreamCommit { xid, flags: 0, commit_lsn, end_lsn, timestamp: 2_000_000 }
+    Msg::StreamCommit {
+        xid,
+        flags: 0,
+        commit_lsn,
+        end_lsn,
+        timestamp: 2_000_000,
+    }
 }
 
 fn abort(xid: u32, sub: u32) -> Msg {
-    Msg::StreamAbort { xid, subtransaction_xid: sub, abort_lsn: None, abort_timestamp: None }
+    Msg::StreamAbort {
+        xid,
+        subtransaction_xid: sub,
+        abort_lsn: None,
+        abort_timestamp: None,
+    }
 }
 
 fn decoder(dir: &std::path::Path, budget: usize) -> PgoutputDecoder {
-    PgoutputDecoder::new(Box::new(BuiltinTypeResolver::default()), TransactionBuffer::new(dir, budget).unwrap())
+    PgoutputDecoder::new(
+        Box::new(BuiltinTypeResolver::default()),
+        TransactionBuffer::new(dir, budget).unwrap(),
+    )
 }
 
 /// Feed messages (wal_start = 1-based index) and replay in small steps.
@@ -119,28 +153,62 @@ async fn plain_transaction_passes_through_with_types_and_toast_markers() {
                 new_tuple: row("2"),
                 key_type: Some('K'),
             }),
-            plain(Msg::Delete { relation_id: 16384, old_tuple: row("2"), key_type: 'O' }),
+            plain(Msg::Delete {
+                relation_id: 16384,
+                old_tuple: row("2"),
+                key_type: 'O',
+            }),
             plain(commit(0x500, 0x528)),
         ],
     )
     .await;
-    assert_eq!(trace(&events), ["B:700", "R:orders", "I:1", "U:2", "D:2", "C:700"]);
+    assert_eq!(
+        trace(&events),
+        ["B:700", "R:orders", "I:1", "U:2", "D:2", "C:700"]
+    );
 
-    let PgEvent::Begin { commit_lsn, commit_ts_micros, .. } = &events[0] else { panic!() };
+    let PgEvent::Begin {
+        commit_lsn,
+        commit_ts_micros,
+        ..
+    } = &events[0]
+    else {
+        panic!()
+    };
     assert_eq!(*commit_lsn, Lsn(0x500));
-    assert_eq!(*commit_ts_micros, 946_684_801_000_000, "PG epoch converted to Unix epoch");
-    let PgEvent::Relation(rel) = &events[1] else { panic!() };
+    assert_eq!(
+        *commit_ts_micros, 946_684_801_000_000,
+        "PG epoch converted to Unix epoch"
+    );
+    let PgEvent::Relation(rel) = &events[1] else {
+        panic!()
+    };
     assert_eq!(rel.columns[1].type_info.name, "numeric(12,2)");
     assert!(rel.columns[0].is_key && !rel.columns[1].is_key);
-    let PgEvent::Change(ins) = &events[2] else { panic!() };
+    let PgEvent::Change(ins) = &events[2] else {
+        panic!()
+    };
     assert!(Arc::ptr_eq(&ins.relation, rel));
-    assert_eq!(ins.new.as_ref().unwrap().0, vec![Cell::Text(Bytes::from_static(b"1")), Cell::Null, Cell::Unchanged]);
+    assert_eq!(
+        ins.new.as_ref().unwrap().0,
+        vec![
+            Cell::Text(Bytes::from_static(b"1")),
+            Cell::Null,
+            Cell::Unchanged
+        ]
+    );
     assert_eq!(ins.lsn, Lsn(3));
-    let PgEvent::Change(upd) = &events[3] else { panic!() };
+    let PgEvent::Change(upd) = &events[3] else {
+        panic!()
+    };
     assert!(upd.old_is_key_only && upd.old.is_some());
-    let PgEvent::Change(del) = &events[4] else { panic!() };
+    let PgEvent::Change(del) = &events[4] else {
+        panic!()
+    };
     assert!(!del.old_is_key_only);
-    let PgEvent::Commit { end_lsn, .. } = &events[5] else { panic!() };
+    let PgEvent::Commit { end_lsn, .. } = &events[5] else {
+        panic!()
+    };
     assert_eq!(*end_lsn, Lsn(0x528));
     assert!(!dec.in_transaction());
 }
@@ -183,17 +251,34 @@ async fn streamed_transactions_are_buffered_interleaved_and_replayed_on_commit()
         .await;
         assert_eq!(
             trace(&events),
-            ["B:200", "R:small", "I:b1", "C:200", "B:100", "R:big", "I:a1", "I:a2", "I:s102", "I:a3", "C:100"],
+            [
+                "B:200", "R:small", "I:b1", "C:200", "B:100", "R:big", "I:a1", "I:a2", "I:s102",
+                "I:a3", "C:100"
+            ],
             "budget {budget}"
         );
-        let PgEvent::Commit { commit_lsn, end_lsn, commit_ts_micros, .. } = events.last().unwrap() else { panic!() };
+        let PgEvent::Commit {
+            commit_lsn,
+            end_lsn,
+            commit_ts_micros,
+            ..
+        } = events.last().unwrap()
+        else {
+            panic!()
+        };
         assert_eq!((*commit_lsn, *end_lsn), (Lsn(0x1000), Lsn(0x1028)));
         assert_eq!(*commit_ts_micros, 946_684_802_000_000);
         // Buffered changes keep their own WAL position.
-        let PgEvent::Change(a1) = &events[6] else { panic!() };
+        let PgEvent::Change(a1) = &events[6] else {
+            panic!()
+        };
         assert_eq!(a1.lsn, Lsn(3));
         assert_eq!(dec.buffer().open_transactions(), 0);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no spill files left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no spill files left"
+        );
         assert!(!dec.in_transaction());
     }
 }
@@ -225,17 +310,38 @@ async fn truncate_and_messages() {
     let events = feed(
         &mut dec,
         vec![
-            plain(Msg::Message { flags: 0, lsn: 0x10, prefix: "hb".into(), content: Bytes::from_static(b"x") }),
+            plain(Msg::Message {
+                flags: 0,
+                lsn: 0x10,
+                prefix: "hb".into(),
+                content: Bytes::from_static(b"x"),
+            }),
             plain(begin(5, 0x40)),
             plain(relation(1, "a")),
             plain(relation(2, "b")),
-            plain(Msg::Truncate { relation_ids: vec![1, 2], flags: 0 }),
-            plain(Msg::Message { flags: 1, lsn: 0x30, prefix: "tx".into(), content: Bytes::from_static(b"y") }),
+            plain(Msg::Truncate {
+                relation_ids: vec![1, 2],
+                flags: 0,
+            }),
+            plain(Msg::Message {
+                flags: 1,
+                lsn: 0x30,
+                prefix: "tx".into(),
+                content: Bytes::from_static(b"y"),
+            }),
             plain(commit(0x40, 0x48)),
             // a transactional message inside a streamed transaction is replayed in order
             plain(stream_start(6)),
             streamed(relation(1, "a"), 6),
-            streamed(Msg::Message { flags: 1, lsn: 0x50, prefix: "st".into(), content: Bytes::from_static(b"z") }, 6),
+            streamed(
+                Msg::Message {
+                    flags: 1,
+                    lsn: 0x50,
+                    prefix: "st".into(),
+                    content: Bytes::from_static(b"z"),
+                },
+                6,
+            ),
             streamed(insert(1, "r"), 6),
             plain(Msg::StreamStop),
             plain(stream_commit(6, 0x60, 0x68)),
@@ -244,12 +350,23 @@ async fn truncate_and_messages() {
     .await;
     assert_eq!(
         trace(&events),
-        ["M:hb", "B:5", "R:a", "R:b", "T:2", "M:tx", "C:5", "B:6", "R:a", "M:st", "I:r", "C:6"]
+        [
+            "M:hb", "B:5", "R:a", "R:b", "T:2", "M:tx", "C:5", "B:6", "R:a", "M:st", "I:r", "C:6"
+        ]
     );
-    let PgEvent::Message { transactional, content, .. } = &events[0] else { panic!() };
+    let PgEvent::Message {
+        transactional,
+        content,
+        ..
+    } = &events[0]
+    else {
+        panic!()
+    };
     assert!(!transactional);
     assert_eq!(content, &Bytes::from_static(b"x"));
-    let PgEvent::Change(t) = &events[4] else { panic!() };
+    let PgEvent::Change(t) = &events[4] else {
+        panic!()
+    };
     assert_eq!(t.relation.name, "a");
 }
 
@@ -264,7 +381,10 @@ async fn big_streamed_transaction_spills_and_replays_in_bounded_steps() {
         lsn += 1;
         (Lsn(lsn), dec_msgs)
     };
-    let mut msgs = vec![next(plain(stream_start(9))), next(streamed(relation(1, "t"), 9))];
+    let mut msgs = vec![
+        next(plain(stream_start(9))),
+        next(streamed(relation(1, "t"), 9)),
+    ];
     for i in 0..5000 {
         msgs.push(next(streamed(insert(1, &i.to_string()), 9)));
     }
@@ -308,7 +428,8 @@ impl TypeResolver for CountingResolver {
         &mut self,
         oid: u32,
         typmod: i32,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PgTypeInfo, PgError>> + Send + '_>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<PgTypeInfo, PgError>> + Send + '_>>
+    {
         self.resolved.lock().unwrap().push(oid);
         self.inner.resolve(oid, typmod)
     }
@@ -321,14 +442,27 @@ impl TypeResolver for CountingResolver {
 async fn type_messages_invalidate_and_relations_resolve_every_column() {
     let dir = tempfile::tempdir().unwrap();
     let resolver = CountingResolver::default();
-    let (inv, res) = (Arc::clone(&resolver.invalidated), Arc::clone(&resolver.resolved));
-    let mut dec = PgoutputDecoder::new(Box::new(resolver), TransactionBuffer::new(dir.path(), 1 << 20).unwrap());
+    let (inv, res) = (
+        Arc::clone(&resolver.invalidated),
+        Arc::clone(&resolver.resolved),
+    );
+    let mut dec = PgoutputDecoder::new(
+        Box::new(resolver),
+        TransactionBuffer::new(dir.path(), 1 << 20).unwrap(),
+    );
     let events = feed(
         &mut dec,
         vec![
             plain(begin(1, 0x10)),
-            plain(Msg::Type { type_id: 99_000, namespace: "public".into(), type_name: "mood".into() }),
-            plain(Msg::Origin { origin_lsn: 5, origin_name: "elsewhere".into() }),
+            plain(Msg::Type {
+                type_id: 99_000,
+                namespace: "public".into(),
+                type_name: "mood".into(),
+            }),
+            plain(Msg::Origin {
+                origin_lsn: 5,
+                origin_name: "elsewhere".into(),
+            }),
             plain(relation(1, "t")),
             plain(commit(0x10, 0x18)),
         ],
@@ -344,11 +478,27 @@ async fn protocol_violations_are_definite_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut dec = decoder(dir.path(), 1 << 20);
     let mut out = Vec::new();
-    let err = dec.decode(Lsn(1), plain(insert(77, "1")), &mut out).await.unwrap_err();
-    assert!(matches!(err, PgError::Protocol { .. }) && err.is_definite(), "{err}");
+    let err = dec
+        .decode(Lsn(1), plain(insert(77, "1")), &mut out)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PgError::Protocol { .. }) && err.is_definite(),
+        "{err}"
+    );
     assert!(dec.decode(Lsn(1), Bytes::new(), &mut out).await.is_err());
-    assert!(dec.decode(Lsn(1), plain(commit(1, 2)), &mut out).await.is_err());
-    dec.decode(Lsn(1), plain(begin(1, 2)), &mut out).await.unwrap();
+    assert!(
+        dec.decode(Lsn(1), plain(commit(1, 2)), &mut out)
+            .await
+            .is_err()
+    );
+    dec.decode(Lsn(1), plain(begin(1, 2)), &mut out)
+        .await
+        .unwrap();
     assert!(dec.in_transaction());
-    assert!(dec.decode(Lsn(2), plain(begin(2, 3)), &mut out).await.is_err());
+    assert!(
+        dec.decode(Lsn(2), plain(begin(2, 3)), &mut out)
+            .await
+            .is_err()
+    );
 }
