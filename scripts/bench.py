@@ -424,8 +424,8 @@ def scenario_c(args, pg, results):
         achieved = float(m.group(1)) * batch if m else float("nan")
         lag = re.search(r"rate limit schedule lag: avg ([\d.]+)", pgbench.stdout)
         marker = int(pg.query(
-            "BEGIN; INSERT INTO ticks (a, b, c) VALUES ('marker', -1, now()); "
-            "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint; COMMIT")[-1])
+            "BEGIN; SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint; "
+            "INSERT INTO ticks (a, b, c) VALUES ('marker', -1, now()); COMMIT")[-1])
         wait_checkpoint(daemon, os.path.join(lake, "lat", "_checkpoint.json"),
                         lambda cp: cp["last_position"]["commit_lsn"] > marker, "the marker row", args.timeout)
     finally:

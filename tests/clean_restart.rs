@@ -22,6 +22,7 @@ async fn graceful_stop_and_restart_lose_and_duplicate_nothing() {
 
     // Part 1, then stop right away: whatever is buffered must be flushed.
     let mut daemon = InProcessDaemon::start(&config);
+    crate::harness::daemon::wait_streaming(&db, &config, &mut daemon).await;
     // The slot exists and streams before the first change we expect back.
     wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(120), &mut daemon).await;
     workload.run(&client, 120).await;

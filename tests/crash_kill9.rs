@@ -32,6 +32,7 @@ async fn kill9_at_random_moments_loses_nothing() {
     config.flush_rows = 5_000;
     config.flush_interval_ms = 100;
     let mut daemon = DaemonProcess::start(&config);
+    crate::harness::daemon::wait_streaming(&db, &config, &mut daemon).await;
     // The slot exists and streams before the first change we expect back.
     wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(120), &mut daemon).await;
 

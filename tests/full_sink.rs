@@ -50,7 +50,7 @@ async fn full_sink_stops_without_advancing_the_checkpoint() {
     config.flush_interval_ms = 100;
     let mount = TmpfsMount::new(&config.lake, "1m");
     let mut daemon = DaemonProcess::start(&config);
-    crate::unencodable_value::wait_streaming(&db, &config, &mut daemon).await;
+    crate::harness::daemon::wait_streaming(&db, &config, &mut daemon).await;
 
     // ~6 MB of incompressible text in 60 transactions: more than the sink holds.
     for batch in 0..60 {

@@ -26,6 +26,7 @@ async fn randomized_workload_lands_exactly() {
 
     let config = TestConfig::new(&db, "app", &workload.tables());
     let mut daemon = InProcessDaemon::start(&config);
+    crate::harness::daemon::wait_streaming(&db, &config, &mut daemon).await;
     // The slot exists and streams before the first change we expect back.
     wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(120), &mut daemon).await;
 

@@ -6,22 +6,8 @@ use std::time::Duration;
 
 use crate::harness::daemon::{DaemonProcess, TestConfig, wait_caught_up};
 use crate::harness::lake::{checkpoint_commit_lsn, read_checkpoint};
-use crate::harness::postgres::{PgCluster, TestDb, parse_lsn};
+use crate::harness::postgres::{PgCluster, parse_lsn};
 use crate::harness::truth::assert_lake_matches_source;
-
-/// Waits until the daemon's walsender holds the slot, so changes made from
-/// now on are captured (changes before the slot exists are not).
-pub async fn wait_streaming(db: &TestDb, config: &TestConfig, daemon: &mut DaemonProcess) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !matches!(db.slot_state(&config.slot).await, Some((true, _))) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon never started streaming:\n{}",
-            daemon.log_text(40)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nan_in_a_bounded_numeric_stops_the_source_and_keeps_the_checkpoint() {
@@ -29,7 +15,7 @@ async fn nan_in_a_bounded_numeric_stops_the_source_and_keeps_the_checkpoint() {
     db.execute("CREATE TABLE prices (id int PRIMARY KEY, amount numeric(10,2))").await;
     let config = TestConfig::new(&db, "app", &["prices"]);
     let mut daemon = DaemonProcess::start(&config);
-    wait_streaming(&db, &config, &mut daemon).await;
+    crate::harness::daemon::wait_streaming(&db, &config, &mut daemon).await;
     db.execute("INSERT INTO prices SELECT g, g * 1.25 FROM generate_series(1, 100) g").await;
     wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(60), &mut daemon).await;
     assert_lake_matches_source(&db, &config.lake, &config.source, &["public.prices"]).await;

@@ -411,17 +411,14 @@ impl Drop for InProcessDaemon {
 /// Commits a marker row and waits until the daemon's checkpoint covers it:
 /// reads `pg_current_wal_insert_lsn()` as L inside the marker transaction,
 /// then polls `<lake>/<source>/_checkpoint.json` until
-/// `last_position.commit_lsn > L`. Panics with the checkpoint, the daemon's
+/// `last_position.commit_lsn > L` (committing another marker every 2 s, in
+/// case the first one predates the slot). Panics with the checkpoint, the daemon's
 /// logs and the server log tail on timeout or if the daemon dies.
 pub async fn wait_caught_up(db: &TestDb, lake_root: &Path, source: &str, timeout: Duration, daemon: &mut dyn Daemon) {
     let client = db.client().await;
-    let rows = query_text(
-        &client,
-        &format!(
-            "BEGIN; SELECT pg_current_wal_insert_lsn()::text; INSERT INTO {MARKER_TABLE} DEFAULT VALUES; COMMIT;"
-        ),
-    )
-    .await;
+    let marker_sql =
+        format!("BEGIN; SELECT pg_current_wal_insert_lsn()::text; INSERT INTO {MARKER_TABLE} DEFAULT VALUES; COMMIT;");
+    let rows = query_text(&client, &marker_sql).await;
     let marker_lsn = rows
         .first()
         .and_then(|r| r[0].as_deref())
@@ -429,6 +426,7 @@ pub async fn wait_caught_up(db: &TestDb, lake_root: &Path, source: &str, timeout
         .expect("pg_current_wal_insert_lsn()");
     let started = Instant::now();
     let deadline = started + timeout;
+    let mut last_marker = started;
     loop {
         let checkpoint = lake::read_checkpoint(lake_root, source);
         let reached = checkpoint.as_ref().and_then(lake::checkpoint_commit_lsn);
@@ -462,6 +460,37 @@ pub async fn wait_caught_up(db: &TestDb, lake_root: &Path, source: &str, timeout
                 daemon.logs(),
                 db.server_log_tail(40),
             );
+        }
+        // A marker committed before the slot existed is never streamed (a
+        // daemon that just started may not have created it yet): commit a
+        // fresh one now and then. Any later commit past L proves the same.
+        if last_marker.elapsed() > Duration::from_secs(2) {
+            query_text(&client, &marker_sql).await;
+            last_marker = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the daemon's walsender holds the slot. Changes committed
+/// before the slot exists are not captured (that is what snapshots are
+/// for), so every scenario waits for this before running its workload.
+pub async fn wait_streaming(db: &TestDb, config: &TestConfig, daemon: &mut dyn Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((true, _)) = db.slot_state(&config.slot).await {
+            return;
+        }
+        if let Some(how) = daemon.exited() {
+            panic!("the daemon stopped before streaming ({how}):\n{}", daemon.logs());
+        }
+        assert!(Instant::now() < deadline, "the daemon never started streaming:\n{}", daemon.logs());
+        // A marker committed before the slot existed is never streamed (a
+        // daemon that just started may not have created it yet): commit a
+        // fresh one now and then. Any later commit past L proves the same.
+        if last_marker.elapsed() > Duration::from_secs(2) {
+            query_text(&client, &marker_sql).await;
+            last_marker = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
