@@ -15,3 +15,4 @@ mod bad_server;
 mod unreachable_host;
 mod full_sink;
 mod unencodable_value;
+mod checkpoint_cli;

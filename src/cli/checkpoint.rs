@@ -95,7 +95,7 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
         ));
     }
     let current: String = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
         .map_err(|e| e.to_string())?
         .get(0);

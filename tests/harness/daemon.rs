@@ -485,13 +485,6 @@ pub async fn wait_streaming(db: &TestDb, config: &TestConfig, daemon: &mut dyn D
             panic!("the daemon stopped before streaming ({how}):\n{}", daemon.logs());
         }
         assert!(Instant::now() < deadline, "the daemon never started streaming:\n{}", daemon.logs());
-        // A marker committed before the slot existed is never streamed (a
-        // daemon that just started may not have created it yet): commit a
-        // fresh one now and then. Any later commit past L proves the same.
-        if last_marker.elapsed() > Duration::from_secs(2) {
-            query_text(&client, &marker_sql).await;
-            last_marker = Instant::now();
-        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
