@@ -88,7 +88,9 @@ def lsn_text(lsn):
 def last_commit_end_lsn(pg, slot):
     """Exact end LSN of the last commit the slot would deliver: the commit rows of
     the SQL decoding interface carry the commit record's end LSN. Peek does not
-    move the slot; decoding in the server is ~1.5M rows/s."""
+    move the slot; decoding in the server is ~1.5M rows/s. The SQL interface
+    decodes only flushed WAL: scripts/bench runs the server with
+    synchronous_commit = on, so the load's last commit is flushed when it returns."""
     return int(pg.value(
         f"SELECT (max(lsn) - '0/0')::bigint FROM pg_logical_slot_peek_binary_changes("
         f"'{slot}', NULL, NULL, 'proto_version', '1', 'publication_names', '{PUB}')"))
@@ -528,7 +530,7 @@ def write_benchmarks(path, args, results, table, pg_version, commit):
 ## Run of {today}
 
 - Command: `{args.command}`
-- Machine: {machine()}; PostgreSQL {pg_version} (private cluster: fsync, synchronous_commit and full_page_writes off); tributary at `{commit}`
+- Machine: {machine()}; PostgreSQL {pg_version} (private cluster: fsync and full_page_writes off, synchronous_commit on); tributary at `{commit}`
 - Rows: {args.rows:,} narrow rows (id bigint, a text, b int, c timestamptz); (a) in {args.txn_rows:,}-row transactions, ~{results.get('a_wal_mib', 0):.0f} MiB of WAL
 
 {table}

@@ -89,9 +89,17 @@ async fn slot_held_by_another_connection_is_explained() {
     assert!(!ok, "{report}");
     assert!(report.contains(&config.slot) && report.contains("active"), "{report}");
 
+    // A second daemon on the same slot waits (logging who holds it and the
+    // fix) and takes over when the first stops: a warm standby.
     let mut second_config = TestConfig::new(&db, "app", &["orders"]);
     second_config.slot = config.slot.clone();
-    let log = run_expect_failure(&second_config);
-    assert!(log.contains(&config.slot) && log.contains("PID"), "{log}");
+    let mut second = DaemonProcess::start(&second_config);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    second.assert_running("a busy slot is retried, not fatal");
+    let log = second.log_text(60);
+    assert!(log.contains(&config.slot) && log.contains("PID") && log.contains("retry_in_ms"), "{log}");
     first.stop_gracefully(Duration::from_secs(30));
+    db.execute("INSERT INTO orders VALUES (1, 'after takeover')").await;
+    crate::harness::daemon::wait_caught_up(&db, &second_config.lake, &second_config.source, Duration::from_secs(60), &mut second).await;
+    second.stop_gracefully(Duration::from_secs(30));
 }

@@ -53,7 +53,12 @@ impl SourceError {
 
 impl From<tributary_postgres::PgError> for SourceError {
     fn from(error: tributary_postgres::PgError) -> SourceError {
-        if error.is_transient() {
+        // A slot held by another walsender is retried: after a crash the old
+        // walsender keeps it until the server notices the dead connection,
+        // and a second daemon on the same slot then acts as a warm standby.
+        // Each retry logs the holder's PID and the fix.
+        let slot_busy = matches!(error, tributary_postgres::PgError::SlotInUse { .. });
+        if error.is_transient() || slot_busy {
             SourceError::Transient {
                 message: error.to_string(),
             }
