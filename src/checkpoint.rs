@@ -105,7 +105,10 @@ impl CheckpointStore {
     /// The checkpoint to start from: the saved file, rolled forward to the
     /// newest manifest when a crash happened after a manifest was written but
     /// before the file was saved.
-    pub async fn recover(&self, manifests: &ManifestWriter) -> Result<Option<Checkpoint>, SinkError> {
+    pub async fn recover(
+        &self,
+        manifests: &ManifestWriter,
+    ) -> Result<Option<Checkpoint>, SinkError> {
         let saved = self.load().await?;
         let latest = manifests.latest().await?;
         let recovered = match (saved, latest) {

@@ -82,7 +82,10 @@ fn decode_block<T: serde::de::DeserializeOwned>(
     key: &str,
     block: &toml::Spanned<toml::Table>,
 ) -> Result<T, ConfigError> {
-    let line = text[..block.span().start.min(text.len())].matches('\n').count() + 1;
+    let line = text[..block.span().start.min(text.len())]
+        .matches('\n')
+        .count()
+        + 1;
     let mut table = block.get_ref().clone();
     table.remove("kind");
     toml::Value::Table(table).try_into::<T>().map_err(|e| {
@@ -91,12 +94,19 @@ fn decode_block<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn block_kind<'a>(key: &str, block: &'a toml::Spanned<toml::Table>, kinds: &[&str]) -> Result<&'a str, ConfigError> {
+fn block_kind<'a>(
+    key: &str,
+    block: &'a toml::Spanned<toml::Table>,
+    kinds: &[&str],
+) -> Result<&'a str, ConfigError> {
     match block.get_ref().get("kind") {
         Some(toml::Value::String(kind)) if kinds.contains(&kind.as_str()) => Ok(kind.as_str()),
         Some(toml::Value::String(kind)) => Err(ConfigError::invalid(
             format!("{key}.kind"),
-            format!("unknown kind {kind:?}; expected one of: {}", kinds.join(", ")),
+            format!(
+                "unknown kind {kind:?}; expected one of: {}",
+                kinds.join(", ")
+            ),
         )),
         _ => Err(ConfigError::invalid(
             format!("{key}.kind"),
@@ -296,7 +306,9 @@ impl PostgresSourceConfig {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            return Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_string())));
+            return Ok(Some(Secret(
+                text.trim_end_matches(['\n', '\r']).to_string(),
+            )));
         }
         match &self.password {
             None => Ok(None),
@@ -330,7 +342,10 @@ impl PostgresSourceConfig {
             "application_name=tributary".to_string(),
         ];
         if let Some(root) = &self.sslrootcert {
-            parts.push(format!("sslrootcert={}", quote_conninfo(&root.to_string_lossy())));
+            parts.push(format!(
+                "sslrootcert={}",
+                quote_conninfo(&root.to_string_lossy())
+            ));
         }
         if let Some(pw) = password {
             parts.push(format!("password={}", quote_conninfo(pw.expose())));
@@ -340,15 +355,15 @@ impl PostgresSourceConfig {
 
     /// Where this source connects, without secrets: `user@host:port/db`.
     pub fn describe(&self) -> String {
-        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.database)
+        format!(
+            "{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
     }
 
     /// `(schema, table)` pairs from `tables`.
     pub fn table_list(&self) -> Vec<(String, String)> {
-        self.tables
-            .iter()
-            .filter_map(|t| split_table(t))
-            .collect()
+        self.tables.iter().filter_map(|t| split_table(t)).collect()
     }
 }
 
@@ -369,10 +384,7 @@ fn quote_conninfo(value: &str) -> String {
 /// `${NAME}` → `NAME`.
 fn env_reference(raw: &str) -> Option<&str> {
     let inner = raw.strip_prefix("${")?.strip_suffix('}')?;
-    let valid = !inner.is_empty()
-        && inner
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let valid = !inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     valid.then_some(inner)
 }
 
@@ -396,8 +408,8 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim().to_string()))?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse(e.to_string().trim().to_string()))?;
         let mut sink = BTreeMap::new();
         for (name, block) in &raw.sink {
             let key = format!("sink.{name}");
@@ -437,27 +449,44 @@ impl Config {
             match sink {
                 SinkConfig::Lake(lake) => {
                     if lake.url.trim().is_empty() {
-                        return Err(ConfigError::invalid(format!("{key}.url"), "must not be empty"));
+                        return Err(ConfigError::invalid(
+                            format!("{key}.url"),
+                            "must not be empty",
+                        ));
                     }
                     let url = lake.url.as_str();
                     let known = url.starts_with('/')
-                        || ["file://", "s3://", "s3a://", "gs://", "az://", "abfs://", "abfss://", "azure://"]
-                            .iter()
-                            .any(|p| url.starts_with(p));
+                        || [
+                            "file://", "s3://", "s3a://", "gs://", "az://", "abfs://", "abfss://",
+                            "azure://",
+                        ]
+                        .iter()
+                        .any(|p| url.starts_with(p));
                     if !known {
                         return Err(ConfigError::invalid(
                             format!("{key}.url"),
-                            format!("unsupported URL {url:?}; use an absolute path, file://, s3://, gs:// or az://"),
+                            format!(
+                                "unsupported URL {url:?}; use an absolute path, file://, s3://, gs:// or az://"
+                            ),
                         ));
                     }
                     if lake.flush_interval_ms == 0 {
-                        return Err(ConfigError::invalid(format!("{key}.flush_interval_ms"), "must be > 0"));
+                        return Err(ConfigError::invalid(
+                            format!("{key}.flush_interval_ms"),
+                            "must be > 0",
+                        ));
                     }
                     if lake.flush_rows == 0 {
-                        return Err(ConfigError::invalid(format!("{key}.flush_rows"), "must be > 0"));
+                        return Err(ConfigError::invalid(
+                            format!("{key}.flush_rows"),
+                            "must be > 0",
+                        ));
                     }
                     if lake.flush_bytes < 1024 * 1024 {
-                        return Err(ConfigError::invalid(format!("{key}.flush_bytes"), "must be at least 1048576 (1 MiB)"));
+                        return Err(ConfigError::invalid(
+                            format!("{key}.flush_bytes"),
+                            "must be at least 1048576 (1 MiB)",
+                        ));
                     }
                 }
             }
@@ -498,16 +527,28 @@ impl Config {
 
 fn validate_postgres(key: &str, pg: &PostgresSourceConfig) -> Result<(), ConfigError> {
     if pg.host.trim().is_empty() {
-        return Err(ConfigError::invalid(format!("{key}.host"), "must not be empty"));
+        return Err(ConfigError::invalid(
+            format!("{key}.host"),
+            "must not be empty",
+        ));
     }
     if pg.port == 0 {
-        return Err(ConfigError::invalid(format!("{key}.port"), "must be 1-65535"));
+        return Err(ConfigError::invalid(
+            format!("{key}.port"),
+            "must be 1-65535",
+        ));
     }
     if pg.database.is_empty() {
-        return Err(ConfigError::invalid(format!("{key}.database"), "must not be empty"));
+        return Err(ConfigError::invalid(
+            format!("{key}.database"),
+            "must not be empty",
+        ));
     }
     if pg.user.is_empty() {
-        return Err(ConfigError::invalid(format!("{key}.user"), "must not be empty"));
+        return Err(ConfigError::invalid(
+            format!("{key}.user"),
+            "must not be empty",
+        ));
     }
     if !valid_identifier(&pg.slot) {
         return Err(ConfigError::invalid(
@@ -516,7 +557,10 @@ fn validate_postgres(key: &str, pg: &PostgresSourceConfig) -> Result<(), ConfigE
         ));
     }
     if pg.publication.is_empty() {
-        return Err(ConfigError::invalid(format!("{key}.publication"), "must not be empty"));
+        return Err(ConfigError::invalid(
+            format!("{key}.publication"),
+            "must not be empty",
+        ));
     }
     if pg.password.is_some() && pg.password_file.is_some() {
         return Err(ConfigError::invalid(
@@ -556,7 +600,10 @@ fn validate_postgres(key: &str, pg: &PostgresSourceConfig) -> Result<(), ConfigE
         }
     }
     if pg.txn_memory_mb == 0 {
-        return Err(ConfigError::invalid(format!("{key}.txn_memory_mb"), "must be > 0"));
+        return Err(ConfigError::invalid(
+            format!("{key}.txn_memory_mb"),
+            "must be > 0",
+        ));
     }
     Ok(())
 }
@@ -605,7 +652,10 @@ tables = ["public.orders"]
         let text = GOOD.replace("slot = ", "slott = \"x\"\nslot = ");
         let message = err(&text);
         assert!(message.contains("unknown field `slott`"), "{message}");
-        assert!(message.contains("source[0]") && message.contains("line 9"), "{message}");
+        assert!(
+            message.contains("source[0]") && message.contains("line 9"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -620,14 +670,25 @@ tables = ["public.orders"]
     fn missing_sink_is_named() {
         let text = GOOD.replace("sink = \"lake\"", "sink = \"nope\"");
         let message = err(&text);
-        assert!(message.contains("source[0].sink") && message.contains("nope"), "{message}");
+        assert!(
+            message.contains("source[0].sink") && message.contains("nope"),
+            "{message}"
+        );
     }
 
     #[test]
     fn bad_slot_and_table_are_named() {
-        assert!(err(&GOOD.replace("slot = \"tributary_app\"", "slot = \"Bad-Slot\"")).contains("source[0].slot"));
-        assert!(err(&GOOD.replace("[\"public.orders\"]", "[\"a.b.c\"]")).contains("source[0].tables[0]"));
-        assert!(err(&GOOD.replace("tables = [\"public.orders\"]", "")).contains("source[0].tables"));
+        assert!(
+            err(&GOOD.replace("slot = \"tributary_app\"", "slot = \"Bad-Slot\""))
+                .contains("source[0].slot")
+        );
+        assert!(
+            err(&GOOD.replace("[\"public.orders\"]", "[\"a.b.c\"]"))
+                .contains("source[0].tables[0]")
+        );
+        assert!(
+            err(&GOOD.replace("tables = [\"public.orders\"]", "")).contains("source[0].tables")
+        );
     }
 
     #[test]

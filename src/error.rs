@@ -25,9 +25,15 @@ pub enum RunError {
         error: SinkError,
     },
     #[error("source {source_name}: checkpoint: {message}")]
-    Checkpoint { source_name: String, message: String },
+    Checkpoint {
+        source_name: String,
+        message: String,
+    },
     #[error("source {source_name}: {message}")]
-    Pipeline { source_name: String, message: String },
+    Pipeline {
+        source_name: String,
+        message: String,
+    },
 }
 
 impl RunError {

@@ -24,10 +24,11 @@ use std::collections::{BTreeMap, HashSet};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type, Float32Type, Float64Type,
-    Int8Type, Int16Type, Int32Type, Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
-    Time64NanosecondType, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type,
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Time32MillisecondType,
+    Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
 };
 use arrow_array::{Array, ArrayRef, RecordBatchReader};
 use arrow_schema::{DataType, TimeUnit};
@@ -144,7 +145,11 @@ impl BronzeMerge {
 }
 
 /// Every change of one table, deduplicated by `_pos`.
-async fn read_changes(store: &LakeStore, table: &str, files: &[String]) -> Result<BTreeMap<String, Change>, SinkError> {
+async fn read_changes(
+    store: &LakeStore,
+    table: &str,
+    files: &[String],
+) -> Result<BTreeMap<String, Change>, SinkError> {
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
     let metadata: HashSet<&str> = METADATA_COLUMNS.into_iter().collect();
     for path in files {
@@ -154,7 +159,8 @@ async fn read_changes(store: &LakeStore, table: &str, files: &[String]) -> Resul
                 store.root_display()
             ))
         })?;
-        let bad = |what: String| SinkError::corrupt(format!("delta file {path} of {table}: {what}"));
+        let bad =
+            |what: String| SinkError::corrupt(format!("delta file {path} of {table}: {what}"));
         let (names, rows) = read_parquet_rows(bytes).map_err(|e| bad(e.to_string()))?;
         let find = |name: &str| {
             names
@@ -263,12 +269,18 @@ fn merge_table(table: TableSource, changes: BTreeMap<String, Change>) -> MergedT
 /// Date32/Date64, Time32/Time64, Timestamp of any unit and zone (→ µs),
 /// List/LargeList/FixedSizeList, Boolean.
 pub fn read_parquet_rows(bytes: Bytes) -> Result<(Vec<String>, Vec<Vec<Value>>), SinkError> {
-    let corrupt = |e: &dyn std::fmt::Display| SinkError::corrupt(format!("unreadable Parquet: {e}"));
+    let corrupt =
+        |e: &dyn std::fmt::Display| SinkError::corrupt(format!("unreadable Parquet: {e}"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| corrupt(&e))?
         .build()
         .map_err(|e| corrupt(&e))?;
-    let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(&e))?;
@@ -277,7 +289,9 @@ pub fn read_parquet_rows(bytes: Bytes) -> Result<(Vec<String>, Vec<Vec<Value>>),
             let row = columns
                 .iter()
                 .zip(&names)
-                .map(|(array, name)| value_at(array.as_ref(), i).map_err(|e| corrupt(&format!("column {name}: {e}"))))
+                .map(|(array, name)| {
+                    value_at(array.as_ref(), i).map_err(|e| corrupt(&format!("column {name}: {e}")))
+                })
                 .collect::<Result<Vec<Value>, SinkError>>()?;
             rows.push(row);
         }
@@ -308,16 +322,25 @@ fn value_at(array: &dyn Array, i: usize) -> Result<Value, String> {
         DataType::UInt32 => Value::Int64(i64::from(array.as_primitive::<UInt32Type>().value(i))),
         DataType::UInt64 => {
             let v = array.as_primitive::<UInt64Type>().value(i);
-            Value::Int64(i64::try_from(v).map_err(|_| format!("unsigned value {v} does not fit int64"))?)
+            Value::Int64(
+                i64::try_from(v).map_err(|_| format!("unsigned value {v} does not fit int64"))?,
+            )
         }
         DataType::Float32 => Value::Float32(array.as_primitive::<Float32Type>().value(i)),
         DataType::Float64 => Value::Float64(array.as_primitive::<Float64Type>().value(i)),
-        DataType::Decimal32(..) => Value::Decimal(i128::from(array.as_primitive::<Decimal32Type>().value(i))),
-        DataType::Decimal64(..) => Value::Decimal(i128::from(array.as_primitive::<Decimal64Type>().value(i))),
+        DataType::Decimal32(..) => {
+            Value::Decimal(i128::from(array.as_primitive::<Decimal32Type>().value(i)))
+        }
+        DataType::Decimal64(..) => {
+            Value::Decimal(i128::from(array.as_primitive::<Decimal64Type>().value(i)))
+        }
         DataType::Decimal128(..) => Value::Decimal(array.as_primitive::<Decimal128Type>().value(i)),
         DataType::Decimal256(..) => {
             let v = array.as_primitive::<Decimal256Type>().value(i);
-            Value::Decimal(v.to_i128().ok_or_else(|| format!("decimal {v} exceeds 38 digits"))?)
+            Value::Decimal(
+                v.to_i128()
+                    .ok_or_else(|| format!("decimal {v} exceeds 38 digits"))?,
+            )
         }
         DataType::Utf8 => Value::Text(array.as_string::<i32>().value(i).to_string()),
         DataType::LargeUtf8 => Value::Text(array.as_string::<i64>().value(i).to_string()),
@@ -325,16 +348,25 @@ fn value_at(array: &dyn Array, i: usize) -> Result<Value, String> {
         DataType::Binary => Value::Bytes(array.as_binary::<i32>().value(i).to_vec()),
         DataType::LargeBinary => Value::Bytes(array.as_binary::<i64>().value(i).to_vec()),
         DataType::BinaryView => Value::Bytes(array.as_binary_view().value(i).to_vec()),
-        DataType::FixedSizeBinary(_) => Value::Bytes(array.as_fixed_size_binary().value(i).to_vec()),
+        DataType::FixedSizeBinary(_) => {
+            Value::Bytes(array.as_fixed_size_binary().value(i).to_vec())
+        }
         DataType::Date32 => Value::Date(array.as_primitive::<Date32Type>().value(i)),
         DataType::Date64 => {
-            let days = array.as_primitive::<Date64Type>().value(i).div_euclid(86_400_000);
-            Value::Date(i32::try_from(days).map_err(|_| format!("date {days} days is out of range"))?)
+            let days = array
+                .as_primitive::<Date64Type>()
+                .value(i)
+                .div_euclid(86_400_000);
+            Value::Date(
+                i32::try_from(days).map_err(|_| format!("date {days} days is out of range"))?,
+            )
         }
         DataType::Time32(TimeUnit::Second) => {
             Value::Time(i64::from(array.as_primitive::<Time32SecondType>().value(i)) * 1_000_000)
         }
-        DataType::Time32(_) => Value::Time(i64::from(array.as_primitive::<Time32MillisecondType>().value(i)) * 1_000),
+        DataType::Time32(_) => {
+            Value::Time(i64::from(array.as_primitive::<Time32MillisecondType>().value(i)) * 1_000)
+        }
         DataType::Time64(TimeUnit::Nanosecond) => {
             Value::Time(array.as_primitive::<Time64NanosecondType>().value(i) / 1_000)
         }

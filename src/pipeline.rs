@@ -148,7 +148,9 @@ async fn run_once(
     let manifests = ManifestWriter::new(store.clone(), name);
     let checkpoints = CheckpointStore::new(store.clone(), name);
     let checkpoint = checkpoints.recover(&manifests).await.map_err(sink_err)?;
-    let sink = LakeSink::open(store.clone(), name).await.map_err(sink_err)?;
+    let sink = LakeSink::open(store.clone(), name)
+        .await
+        .map_err(sink_err)?;
     let resume = checkpoint.as_ref().and_then(|c| c.resume.clone());
     tracing::info!(
         source = %name,
@@ -241,7 +243,9 @@ impl Run<'_> {
                     self.sink.write(&envelope).map_err(|e| self.sink_err(e))?;
                     self.last_written = Some(envelope.position);
                     if self.deadline.is_none() {
-                        self.deadline = Some(Instant::now() + Duration::from_millis(self.lake.flush_interval_ms));
+                        self.deadline = Some(
+                            Instant::now() + Duration::from_millis(self.lake.flush_interval_ms),
+                        );
                     }
                     if self.over_limits() {
                         self.flush(source).await?;
@@ -307,7 +311,11 @@ impl Run<'_> {
                 source.ack(resume).await.map_err(|e| self.source_err(e))?;
             }
         }
-        let rows: u64 = manifest.tables.iter().map(|t| t.files.iter().map(|f| f.rows).sum::<u64>()).sum();
+        let rows: u64 = manifest
+            .tables
+            .iter()
+            .map(|t| t.files.iter().map(|f| f.rows).sum::<u64>())
+            .sum();
         tracing::info!(
             source = %self.name,
             manifest = manifest.seq,
@@ -324,12 +332,18 @@ impl Run<'_> {
 
     /// Idle source, nothing buffered: move the checkpoint's resume point up to
     /// what the source has fully delivered, so the slot can free WAL.
-    async fn advance_idle(&mut self, source: &mut AnySource, resume: ResumePoint) -> Result<(), RunError> {
+    async fn advance_idle(
+        &mut self,
+        source: &mut AnySource,
+        resume: ResumePoint,
+    ) -> Result<(), RunError> {
         let Some(current) = self.checkpoint.as_mut() else {
             return Ok(());
         };
         let newer = match (&current.resume, &resume) {
-            (Some(ResumePoint::Postgres { lsn: old }), ResumePoint::Postgres { lsn: new }) => new > old,
+            (Some(ResumePoint::Postgres { lsn: old }), ResumePoint::Postgres { lsn: new }) => {
+                new > old
+            }
             (None, _) => true,
         };
         if !newer {

@@ -63,7 +63,9 @@ impl ColumnType {
             ColumnType::Date => DataType::Date32,
             ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::TimestampTz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
             ColumnType::List { element } => DataType::List(std::sync::Arc::new(
                 arrow_schema::Field::new("item", element.arrow_type(), true),
             )),
@@ -143,7 +145,10 @@ impl TableSchema {
 
     /// Names of the key columns.
     pub fn key_names(&self) -> Vec<String> {
-        self.key.iter().map(|&i| self.columns[i].name.clone()).collect()
+        self.key
+            .iter()
+            .map(|&i| self.columns[i].name.clone())
+            .collect()
     }
 }
 

@@ -37,11 +37,20 @@ pub async fn check(config: &Config) -> CheckReport {
             SourceConfig::Postgres(pg) => {
                 let problems = check_postgres(pg).await;
                 if problems.is_empty() {
-                    let _ = writeln!(text, "ok    source {}: {} is ready for logical replication", pg.name, pg.describe());
+                    let _ = writeln!(
+                        text,
+                        "ok    source {}: {} is ready for logical replication",
+                        pg.name,
+                        pg.describe()
+                    );
                 }
                 for problem in problems {
                     ok = false;
-                    let _ = writeln!(text, "FAIL  source {}: {}\n      fix: {}", pg.name, problem.what, problem.fix);
+                    let _ = writeln!(
+                        text,
+                        "FAIL  source {}: {}\n      fix: {}",
+                        pg.name, problem.what, problem.fix
+                    );
                 }
             }
         }
@@ -81,7 +90,8 @@ async fn check_postgres(pg: &crate::config::PostgresSourceConfig) -> Vec<Problem
         Ok(problems) => problems,
         Err(e) => vec![Problem {
             what: format!("the checks themselves failed: {e}"),
-            fix: "grant the user SELECT on the pg_catalog views (or run check as a superuser)".into(),
+            fix: "grant the user SELECT on the pg_catalog views (or run check as a superuser)"
+                .into(),
         }],
     }
 }

@@ -22,7 +22,10 @@ fn find<'a>(config: &'a Config, name: &str) -> Result<&'a SourceConfig, String> 
         .find(|s| s.name() == name)
         .ok_or_else(|| {
             let names: Vec<_> = config.source.iter().map(|s| s.name()).collect();
-            format!("no source named {name:?}; configured sources: [{}]", names.join(", "))
+            format!(
+                "no source named {name:?}; configured sources: [{}]",
+                names.join(", ")
+            )
         })
 }
 
@@ -37,10 +40,20 @@ pub async fn show(config: &Config, only: Option<&str>) -> Result<String, String>
         let checkpoints = CheckpointStore::new(store, source.name());
         let checkpoint = checkpoints.load().await.map_err(|e| e.to_string())?;
         match checkpoint {
-            None => out.push_str(&format!("{}: no checkpoint yet (starts at the slot's position)\n", source.name())),
+            None => out.push_str(&format!(
+                "{}: no checkpoint yet (starts at the slot's position)\n",
+                source.name()
+            )),
             Some(c) => {
-                let resume = c.resume.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "slot position".into());
-                let last = c.last_position.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+                let resume = c
+                    .resume
+                    .as_ref()
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "slot position".into());
+                let last = c
+                    .last_position
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into());
                 out.push_str(&format!(
                     "{}: resume at {resume}; last durable change {last}; manifest {}; transaction complete: {}; updated {}\n",
                     source.name(),
@@ -60,7 +73,9 @@ pub async fn show(config: &Config, only: Option<&str>) -> Result<String, String>
 /// `checkpoint reset --to LSN`.
 pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, String> {
     let source = find(config, name)?;
-    let target = parse_lsn(to).ok_or_else(|| format!("{to:?} is not an LSN; write it as PostgreSQL prints it, e.g. 0/16B3748"))?;
+    let target = parse_lsn(to).ok_or_else(|| {
+        format!("{to:?} is not an LSN; write it as PostgreSQL prints it, e.g. 0/16B3748")
+    })?;
     let SourceConfig::Postgres(pg) = source;
     let client = connect_catalog(pg).await.map_err(|e| e.to_string())?;
     let row = client
@@ -78,7 +93,10 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
             pg.slot
         ));
     }
-    let confirmed = row.get::<_, Option<String>>(1).and_then(|t| parse_lsn(&t)).unwrap_or(0);
+    let confirmed = row
+        .get::<_, Option<String>>(1)
+        .and_then(|t| parse_lsn(&t))
+        .unwrap_or(0);
     let wal_status: Option<String> = row.get(2);
     if wal_status.as_deref() == Some("lost") {
         return Err(format!(

@@ -190,16 +190,16 @@ impl DeltaBuilder {
     pub fn append(&mut self, env: &Envelope) -> Result<(), SinkError> {
         let columns = &self.table.columns;
         let image: Option<&Vec<Value>> = match env.op {
-            Op::Create | Op::Update | Op::Read => Some(
-                env.after
-                    .as_ref()
-                    .ok_or_else(|| self.unencodable(env, "*", format!("a '{}' change has no after image", env.op)))?,
-            ),
-            Op::Delete => Some(
-                env.before
-                    .as_ref()
-                    .ok_or_else(|| self.unencodable(env, "*", "a delete has no before image (key)".into()))?,
-            ),
+            Op::Create | Op::Update | Op::Read => Some(env.after.as_ref().ok_or_else(|| {
+                self.unencodable(
+                    env,
+                    "*",
+                    format!("a '{}' change has no after image", env.op),
+                )
+            })?),
+            Op::Delete => Some(env.before.as_ref().ok_or_else(|| {
+                self.unencodable(env, "*", "a delete has no before image (key)".into())
+            })?),
             Op::Truncate => None,
         };
         for row in [image, env.before.as_ref()].into_iter().flatten() {
@@ -223,17 +223,30 @@ impl DeltaBuilder {
         if image.is_some() && env.op != Op::Delete {
             for &i in &env.unchanged {
                 let column = columns.get(i).ok_or_else(|| {
-                    self.unencodable(env, "*", format!("unchanged column index {i} is outside the schema"))
+                    self.unencodable(
+                        env,
+                        "*",
+                        format!("unchanged column index {i} is outside the schema"),
+                    )
                 })?;
                 unchanged.push(column.name.clone());
             }
         }
         let to_i64 = |what: &str, v: u64| {
-            i64::try_from(v)
-                .map_err(|_| self.unencodable(env, what, format!("{v} does not fit a signed 64-bit integer")))
+            i64::try_from(v).map_err(|_| {
+                self.unencodable(
+                    env,
+                    what,
+                    format!("{v} does not fit a signed 64-bit integer"),
+                )
+            })
         };
         let commit_lsn = to_i64("_commit_lsn", env.position.transaction_lsn())?;
-        let lsn = env.source.change_lsn.map(|v| to_i64("_lsn", v)).transpose()?;
+        let lsn = env
+            .source
+            .change_lsn
+            .map(|v| to_i64("_lsn", v))
+            .transpose()?;
         let xid = env.source.xid.map(|v| to_i64("_xid", v)).transpose()?;
         let before = env.before.as_ref().map(|row| {
             let object: serde_json::Map<String, serde_json::Value> = columns
@@ -277,10 +290,13 @@ impl DeltaBuilder {
 
     /// The buffered rows as one Arrow batch (the builder keeps them).
     pub fn finish(&self) -> Result<RecordBatch, SinkError> {
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.data.len() + METADATA_COLUMNS.len());
+        let mut arrays: Vec<ArrayRef> =
+            Vec::with_capacity(self.data.len() + METADATA_COLUMNS.len());
         for (column, data) in self.table.columns.iter().zip(&self.data) {
             let refs: Vec<&Value> = data.iter().collect();
-            arrays.push(values::to_array(&column.data_type, &refs).map_err(|e| self.encode_error(e))?);
+            arrays.push(
+                values::to_array(&column.data_type, &refs).map_err(|e| self.encode_error(e))?,
+            );
         }
         let strings = |items: &mut dyn Iterator<Item = Option<&str>>| -> ArrayRef {
             let mut b = StringBuilder::new();
@@ -321,10 +337,17 @@ impl DeltaBuilder {
     /// The buffered rows as a zstd Parquet file with tributary's metadata.
     pub fn encode(&self) -> Result<Bytes, SinkError> {
         let batch = self.finish()?;
-        let table_schema = serde_json::to_string(self.table.as_ref()).map_err(|e| self.encode_error(e))?;
+        let table_schema =
+            serde_json::to_string(self.table.as_ref()).map_err(|e| self.encode_error(e))?;
         let metadata = vec![
-            KeyValue::new("tributary.envelope_version".into(), ENVELOPE_VERSION.to_string()),
-            KeyValue::new("tributary.schema_fingerprint".into(), self.table.fingerprint.clone()),
+            KeyValue::new(
+                "tributary.envelope_version".into(),
+                ENVELOPE_VERSION.to_string(),
+            ),
+            KeyValue::new(
+                "tributary.schema_fingerprint".into(),
+                self.table.fingerprint.clone(),
+            ),
             KeyValue::new("tributary.table_schema".into(), table_schema),
             KeyValue::new("tributary.source".into(), self.source.clone()),
         ];
@@ -334,8 +357,8 @@ impl DeltaBuilder {
             .set_created_by(CREATED_BY.into())
             .set_key_value_metadata(Some(metadata))
             .build();
-        let mut writer =
-            ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(|e| self.encode_error(e))?;
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))
+            .map_err(|e| self.encode_error(e))?;
         writer.write(&batch).map_err(|e| self.encode_error(e))?;
         let bytes = writer.into_inner().map_err(|e| self.encode_error(e))?;
         Ok(Bytes::from(bytes))

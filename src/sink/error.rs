@@ -41,7 +41,9 @@ pub enum SinkError {
 
     /// Any other store failure that retrying will not fix (read-only file
     /// system, unsupported operation, invalid path).
-    #[error("sink {url}: {action} {path} failed ({message}); fix the storage location, then restart")]
+    #[error(
+        "sink {url}: {action} {path} failed ({message}); fix the storage location, then restart"
+    )]
     Store {
         url: String,
         action: &'static str,
@@ -107,7 +109,8 @@ impl SinkError {
         }
         let denied = matches!(
             error,
-            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
         ) || io_errors(error).any(|e| e.kind() == io::ErrorKind::PermissionDenied)
             || (!local && remote_status_in(&message, &["401", "403"]));
         if denied {
@@ -144,7 +147,12 @@ impl SinkError {
     }
 
     /// Classifies a local file system failure (fsync, directory creation).
-    pub(crate) fn from_io(error: &io::Error, url: &str, action: &'static str, path: &str) -> SinkError {
+    pub(crate) fn from_io(
+        error: &io::Error,
+        url: &str,
+        action: &'static str,
+        path: &str,
+    ) -> SinkError {
         let (url, path, message) = (url.to_string(), path.to_string(), error.to_string());
         if is_no_space_io(error) {
             SinkError::Full { url, path }
@@ -174,7 +182,9 @@ impl SinkError {
 }
 
 /// Every `io::Error` in the source chain of `error`.
-fn io_errors<'a>(error: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a io::Error> + 'a {
+fn io_errors<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a io::Error> + 'a {
     std::iter::successors(Some(error), |e| e.source()).filter_map(|e| e.downcast_ref::<io::Error>())
 }
 
@@ -195,7 +205,8 @@ fn error_chain_text(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// ENOSPC anywhere in the chain, or in the message when a layer flattened it.
 fn is_no_space(error: &(dyn std::error::Error + 'static)) -> bool {
-    io_errors(error).any(is_no_space_io) || error_chain_text(error).contains("No space left on device")
+    io_errors(error).any(is_no_space_io)
+        || error_chain_text(error).contains("No space left on device")
 }
 
 fn is_no_space_io(error: &io::Error) -> bool {
@@ -244,7 +255,13 @@ mod tests {
     #[test]
     fn enospc_is_definite_and_names_the_remedy() {
         let error = generic(io::Error::from_raw_os_error(28));
-        let mapped = SinkError::from_store(&error, "file:///lake", "writing", "s/_manifests/1.json", true);
+        let mapped = SinkError::from_store(
+            &error,
+            "file:///lake",
+            "writing",
+            "s/_manifests/1.json",
+            true,
+        );
         assert!(matches!(mapped, SinkError::Full { .. }), "{mapped:?}");
         assert!(!mapped.is_transient());
         assert_eq!(
@@ -252,7 +269,9 @@ mod tests {
             "sink file:///lake is full (no space left on device) while writing s/_manifests/1.json; free space or point the sink elsewhere, then restart — nothing was acknowledged past the last manifest"
         );
         // Flattened into a message by some layer.
-        let flat = generic(io::Error::other("write failed: No space left on device (os error 28)"));
+        let flat = generic(io::Error::other(
+            "write failed: No space left on device (os error 28)",
+        ));
         assert!(matches!(
             SinkError::from_store(&flat, "u", "writing", "p", false),
             SinkError::Full { .. }

@@ -17,7 +17,8 @@ use super::delta_writer::DeltaBuilder;
 use super::error::SinkError;
 use super::manifest::MANIFEST_VERSION;
 use super::manifest::{
-    Manifest, ManifestCheckpoint, ManifestFile, ManifestTable, ManifestWriter, MergeRule, delta_path,
+    Manifest, ManifestCheckpoint, ManifestFile, ManifestTable, ManifestWriter, MergeRule,
+    delta_path,
 };
 use super::store::LakeStore;
 use crate::envelope::{ENVELOPE_VERSION, Envelope};
@@ -87,7 +88,10 @@ impl LakeSink {
     /// nothing was buffered. On error nothing is durable from the
     /// checkpoint's point of view and the buffers are kept, so calling flush
     /// again writes the same files (same names, same bytes).
-    pub async fn flush(&mut self, checkpoint: ManifestCheckpoint) -> Result<Option<Manifest>, SinkError> {
+    pub async fn flush(
+        &mut self,
+        checkpoint: ManifestCheckpoint,
+    ) -> Result<Option<Manifest>, SinkError> {
         if self.buffered_rows() == 0 {
             return Ok(None);
         }
@@ -113,8 +117,16 @@ impl LakeSink {
             source: self.source.clone(),
             envelope_version: ENVELOPE_VERSION,
             created_at: chrono::Utc::now().to_rfc3339(),
-            first_pos: tables.iter().map(|t| t.first_pos.clone()).min().unwrap_or_default(),
-            last_pos: tables.iter().map(|t| t.last_pos.clone()).max().unwrap_or_default(),
+            first_pos: tables
+                .iter()
+                .map(|t| t.first_pos.clone())
+                .min()
+                .unwrap_or_default(),
+            last_pos: tables
+                .iter()
+                .map(|t| t.last_pos.clone())
+                .max()
+                .unwrap_or_default(),
             checkpoint,
             tables,
             merge_rule: MergeRule::default(),
@@ -132,7 +144,8 @@ impl LakeSink {
         let shared = Arc::new(std::mem::take(&mut self.builders));
         let task = Arc::clone(&shared);
         let joined = tokio::task::spawn_blocking(move || encode_all(&task)).await;
-        self.builders = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
+        self.builders =
+            Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
         let results = joined.map_err(|e| SinkError::Encode {
             table: "a buffered table".into(),
             message: format!("encoder thread failed: {e}"),

@@ -167,7 +167,10 @@ impl ManifestWriter {
         let mut seqs = Vec::new();
         for path in self.store.list(&prefix).await? {
             let name = path.rsplit('/').next().unwrap_or_default();
-            let Some(seq) = name.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) else {
+            let Some(seq) = name
+                .strip_suffix(".json")
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
                 tracing::warn!(path = %path, "ignoring a file in the manifest directory that is not a manifest");
                 continue;
             };
@@ -210,7 +213,8 @@ pub fn parse_manifest(bytes: &[u8], path: &str) -> Result<Manifest, SinkError> {
             "manifest {path} is not a tributary manifest ({e}); restore it from a backup or remove the source's lake directory and re-snapshot"
         ))
     })?;
-    if versions.manifest_version > MANIFEST_VERSION || versions.envelope_version > ENVELOPE_VERSION {
+    if versions.manifest_version > MANIFEST_VERSION || versions.envelope_version > ENVELOPE_VERSION
+    {
         return Err(SinkError::corrupt(format!(
             "manifest {path} has manifest version {} / envelope version {}, newer than this tributary understands ({MANIFEST_VERSION} / {ENVELOPE_VERSION}); upgrade tributary",
             versions.manifest_version, versions.envelope_version
@@ -229,9 +233,19 @@ mod tests {
 
     #[test]
     fn paths_sort_and_date() {
-        assert_eq!(manifest_path("pg", 7), "pg/_manifests/00000000000000000007.json");
+        assert_eq!(
+            manifest_path("pg", 7),
+            "pg/_manifests/00000000000000000007.json"
+        );
         assert!(manifest_path("pg", 9) < manifest_path("pg", 10));
-        let p = delta_path("pg", "public.t", 86_400_000_000, "A", "B", "0123456789abcdef");
+        let p = delta_path(
+            "pg",
+            "public.t",
+            86_400_000_000,
+            "A",
+            "B",
+            "0123456789abcdef",
+        );
         assert_eq!(p, "pg/public.t/date=1970-01-02/A_B_01234567.parquet");
     }
 

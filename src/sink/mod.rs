@@ -44,7 +44,9 @@ pub mod values;
 
 pub use error::SinkError;
 pub use lake::LakeSink;
-pub use manifest::{Manifest, ManifestCheckpoint, ManifestFile, ManifestTable, ManifestWriter, MergeRule};
+pub use manifest::{
+    Manifest, ManifestCheckpoint, ManifestFile, ManifestTable, ManifestWriter, MergeRule,
+};
 pub use store::LakeStore;
 
 #[cfg(test)]

@@ -52,7 +52,9 @@ pub struct LakeStore {
 
 impl fmt::Debug for LakeStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LakeStore").field("root", &self.display).finish()
+        f.debug_struct("LakeStore")
+            .field("root", &self.display)
+            .finish()
     }
 }
 
@@ -90,10 +92,11 @@ impl LakeStore {
                 .any(|p| key.starts_with(p))
                 .then(|| (key.to_ascii_lowercase(), value))
         });
-        let (store, prefix) = object_store::parse_url_opts(&parsed, options).map_err(|e| SinkError::InvalidUrl {
-            url: display.clone(),
-            reason: e.to_string(),
-        })?;
+        let (store, prefix) =
+            object_store::parse_url_opts(&parsed, options).map_err(|e| SinkError::InvalidUrl {
+                url: display.clone(),
+                reason: e.to_string(),
+            })?;
         let inner: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
             Arc::from(store)
         } else {
@@ -117,7 +120,8 @@ impl LakeStore {
             });
         }
         let missing = first_missing_ancestor(dir);
-        std::fs::create_dir_all(dir).map_err(|e| SinkError::from_io(&e, &display, "creating", "the lake directory"))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SinkError::from_io(&e, &display, "creating", "the lake directory"))?;
         if let Some(created) = missing {
             // Make the new directory chain itself durable.
             sync_dirs(dir, created.parent().unwrap_or(&created))
@@ -164,8 +168,19 @@ impl LakeStore {
         })
     }
 
-    fn store_error(&self, error: &object_store::Error, action: &'static str, path: &str) -> SinkError {
-        SinkError::from_store(error, &self.display, action, path, self.local_root.is_some())
+    fn store_error(
+        &self,
+        error: &object_store::Error,
+        action: &'static str,
+        path: &str,
+    ) -> SinkError {
+        SinkError::from_store(
+            error,
+            &self.display,
+            action,
+            path,
+            self.local_root.is_some(),
+        )
     }
 
     /// Writes `bytes` at `path` so that it survives a crash or power loss
@@ -305,13 +320,19 @@ mod tests {
             Bytes::from_static(b"three")
         );
         assert_eq!(store.get("s/a/none.json").await.unwrap(), None);
-        assert_eq!(store.list("s/a").await.unwrap(), vec!["s/a/a.json", "s/a/b.json"]);
+        assert_eq!(
+            store.list("s/a").await.unwrap(),
+            vec!["s/a/a.json", "s/a/b.json"]
+        );
         assert!(store.list("nothing").await.unwrap().is_empty());
         store.delete("s/a/a.json").await.unwrap();
         store.delete("s/a/a.json").await.unwrap();
         assert_eq!(store.list("s").await.unwrap(), vec!["s/a/b.json"]);
         let plain = LakeStore::from_url(root.to_str().unwrap()).unwrap();
-        assert_eq!(plain.get("s/a/b.json").await.unwrap().unwrap().as_ref(), b"three");
+        assert_eq!(
+            plain.get("s/a/b.json").await.unwrap().unwrap().as_ref(),
+            b"three"
+        );
     }
 
     #[test]

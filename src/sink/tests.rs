@@ -34,7 +34,13 @@ fn pos(lsn: u64, ordinal: u64) -> Position {
     }
 }
 
-fn change(table: &Arc<TableSchema>, op: Op, at: (u64, u64), after: Option<Row>, before: Option<Row>) -> Envelope {
+fn change(
+    table: &Arc<TableSchema>,
+    op: Op,
+    at: (u64, u64),
+    after: Option<Row>,
+    before: Option<Row>,
+) -> Envelope {
     Envelope {
         op,
         table: table.clone(),
@@ -104,8 +110,18 @@ async fn updates_deletes_reinserts_and_unchanged_columns_merge() {
     write_all(
         &mut sink,
         &[
-            upsert(&t, Op::Read, (0x100, 1), vec![int(1), text("one"), text("big note")]),
-            upsert(&t, Op::Read, (0x100, 2), vec![int(2), text("two"), text("n2")]),
+            upsert(
+                &t,
+                Op::Read,
+                (0x100, 1),
+                vec![int(1), text("one"), text("big note")],
+            ),
+            upsert(
+                &t,
+                Op::Read,
+                (0x100, 2),
+                vec![int(2), text("two"), text("n2")],
+            ),
         ],
     )
     .await;
@@ -113,14 +129,29 @@ async fn updates_deletes_reinserts_and_unchanged_columns_merge() {
     assert_eq!(first.seq, 1);
     assert!(first.tables[0].files[0].snapshot);
 
-    let mut update = upsert(&t, Op::Update, (0x200, 2), vec![int(1), text("uno"), Value::Null]);
+    let mut update = upsert(
+        &t,
+        Op::Update,
+        (0x200, 2),
+        vec![int(1), text("uno"), Value::Null],
+    );
     update.unchanged = vec![2];
-    let mut update_again = upsert(&t, Op::Update, (0x300, 2), vec![int(1), text("eins"), Value::Null]);
+    let mut update_again = upsert(
+        &t,
+        Op::Update,
+        (0x300, 2),
+        vec![int(1), text("eins"), Value::Null],
+    );
     update_again.unchanged = vec![2];
     write_all(
         &mut sink,
         &[
-            upsert(&t, Op::Create, (0x200, 1), vec![int(3), text("three"), Value::Null]),
+            upsert(
+                &t,
+                Op::Create,
+                (0x200, 1),
+                vec![int(3), text("three"), Value::Null],
+            ),
             update,
             change(
                 &t,
@@ -164,10 +195,25 @@ async fn truncate_removes_earlier_rows_only() {
     write_all(
         &mut sink,
         &[
-            upsert(&t, Op::Create, (0x10, 1), vec![int(1), text("a"), Value::Null]),
-            upsert(&t, Op::Create, (0x10, 2), vec![int(2), text("b"), Value::Null]),
+            upsert(
+                &t,
+                Op::Create,
+                (0x10, 1),
+                vec![int(1), text("a"), Value::Null],
+            ),
+            upsert(
+                &t,
+                Op::Create,
+                (0x10, 2),
+                vec![int(2), text("b"), Value::Null],
+            ),
             change(&t, Op::Truncate, (0x20, 1), None, None),
-            upsert(&t, Op::Create, (0x30, 1), vec![int(2), text("c"), Value::Null]),
+            upsert(
+                &t,
+                Op::Create,
+                (0x30, 1),
+                vec![int(2), text("c"), Value::Null],
+            ),
         ],
     )
     .await;
@@ -305,7 +351,10 @@ async fn every_column_type_round_trips() {
     .await;
     sink.flush(checkpoint((5, 2))).await.unwrap();
     let merged = BronzeMerge::load(&store, SOURCE).await.unwrap();
-    assert_eq!(merged.table("public.types").unwrap().rows, vec![row, null_row]);
+    assert_eq!(
+        merged.table("public.types").unwrap().rows,
+        vec![row, null_row]
+    );
 }
 
 #[tokio::test]
@@ -324,7 +373,11 @@ async fn files_metadata_and_manifest_are_as_documented() {
         )],
     )
     .await;
-    let manifest = sink.flush(checkpoint((0x1_0000_0000, 1))).await.unwrap().unwrap();
+    let manifest = sink
+        .flush(checkpoint((0x1_0000_0000, 1)))
+        .await
+        .unwrap()
+        .unwrap();
     let file = &manifest.tables[0].files[0];
     let p = pos(0x1_0000_0000, 1).sort_key();
     assert_eq!(
@@ -402,7 +455,9 @@ fn same_envelopes_give_identical_bytes() {
         for i in 0..50 {
             let mut r = row.clone();
             r[0] = int(i);
-            builder.append(&upsert(&t, Op::Create, (9, i as u64 + 1), r)).unwrap();
+            builder
+                .append(&upsert(&t, Op::Create, (9, i as u64 + 1), r))
+                .unwrap();
         }
         builder.encode().unwrap()
     };
@@ -434,13 +489,27 @@ fn unencodable_values_name_table_column_position_and_kind() {
     assert_eq!(builder.rows(), 0);
     let dec = table(
         "d",
-        vec![col("x", ColumnType::Decimal { precision: 3, scale: 0 })],
+        vec![col(
+            "x",
+            ColumnType::Decimal {
+                precision: 3,
+                scale: 0,
+            },
+        )],
         vec![],
     );
     let err = DeltaBuilder::new(dec.clone(), SOURCE)
-        .append(&upsert(&dec, Op::Create, (1, 1), vec![Value::Decimal(1000)]))
+        .append(&upsert(
+            &dec,
+            Op::Create,
+            (1, 1),
+            vec![Value::Decimal(1000)],
+        ))
         .unwrap_err();
-    assert!(err.to_string().contains("exceeds the column's precision 3"), "{err}");
+    assert!(
+        err.to_string().contains("exceeds the column's precision 3"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -449,7 +518,12 @@ async fn failed_flush_keeps_buffers_and_retry_writes_the_same_files() {
     let t = items();
     write_all(
         &mut sink,
-        &[upsert(&t, Op::Create, (1, 1), vec![int(1), text("a"), Value::Null])],
+        &[upsert(
+            &t,
+            Op::Create,
+            (1, 1),
+            vec![int(1), text("a"), Value::Null],
+        )],
     )
     .await;
     // A file where the manifest directory must go makes the manifest put fail.
@@ -488,20 +562,35 @@ async fn replayed_positions_are_harmless_but_conflicting_ones_are_corruption() {
         vec![vec![int(1), text("b"), Value::Null]]
     );
 
-    let conflicting = upsert(&t, Op::Update, (2, 1), vec![int(1), text("other"), Value::Null]);
+    let conflicting = upsert(
+        &t,
+        Op::Update,
+        (2, 1),
+        vec![int(1), text("other"), Value::Null],
+    );
     write_all(&mut sink, &[conflicting]).await;
     sink.flush(checkpoint((2, 1))).await.unwrap();
-    let err = BronzeMerge::load(&store, SOURCE).await.unwrap_err().to_string();
+    let err = BronzeMerge::load(&store, SOURCE)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("with different content"), "{err}");
 }
 
 #[test]
 fn write_rejects_and_keeps_other_buffers() {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let (_dir, _store, mut sink) = runtime.block_on(open());
     let t = items();
-    sink.write(&upsert(&t, Op::Create, (1, 1), vec![int(1), text("a"), Value::Null]))
-        .unwrap();
+    sink.write(&upsert(
+        &t,
+        Op::Create,
+        (1, 1),
+        vec![int(1), text("a"), Value::Null],
+    ))
+    .unwrap();
     let delete_without_key = change(&t, Op::Delete, (1, 2), None, None);
     assert!(sink.write(&delete_without_key).is_err());
     assert_eq!(sink.buffered_rows(), 1);

@@ -10,8 +10,9 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int16Builder,
-    Int32Builder, Int64Builder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, ListArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer};
@@ -53,7 +54,9 @@ pub fn check(value: &Value, ty: &ColumnType) -> Result<(), String> {
         (ColumnType::Float32, Value::Float32(_)) => true,
         (ColumnType::Float64, Value::Float32(_) | Value::Float64(_)) => true,
         (ColumnType::Decimal { precision, .. }, Value::Decimal(v)) => {
-            let limit = 10i128.checked_pow(u32::from(*precision)).unwrap_or(i128::MAX);
+            let limit = 10i128
+                .checked_pow(u32::from(*precision))
+                .unwrap_or(i128::MAX);
             if v.unsigned_abs() >= limit.unsigned_abs() {
                 return Err(format!(
                     "decimal value with unscaled digits {v} exceeds the column's precision {precision} ({ty})"
@@ -77,14 +80,19 @@ pub fn check(value: &Value, ty: &ColumnType) -> Result<(), String> {
     if fits {
         Ok(())
     } else {
-        Err(format!("a {} value does not fit a {ty} column", kind(value)))
+        Err(format!(
+            "a {} value does not fit a {ty} column",
+            kind(value)
+        ))
     }
 }
 
 /// Builds the Arrow array of type `ty.arrow_type()` holding `values`, which
 /// must have passed [`check`].
 pub fn to_array(ty: &ColumnType, values: &[&Value]) -> Result<ArrayRef, ArrowError> {
-    let mismatch = |v: &Value| ArrowError::InvalidArgumentError(format!("unchecked {} value for {ty}", kind(v)));
+    let mismatch = |v: &Value| {
+        ArrowError::InvalidArgumentError(format!("unchecked {} value for {ty}", kind(v)))
+    };
     macro_rules! primitive {
         ($builder:ty, $($pat:pat => $out:expr),+) => {{
             let mut b = <$builder>::with_capacity(values.len());
@@ -101,11 +109,15 @@ pub fn to_array(ty: &ColumnType, values: &[&Value]) -> Result<ArrayRef, ArrowErr
     Ok(match ty {
         ColumnType::Bool => primitive!(BooleanBuilder, Value::Bool(x) => *x),
         ColumnType::Int16 => primitive!(Int16Builder, Value::Int16(x) => *x),
-        ColumnType::Int32 => primitive!(Int32Builder, Value::Int16(x) => i32::from(*x), Value::Int32(x) => *x),
+        ColumnType::Int32 => {
+            primitive!(Int32Builder, Value::Int16(x) => i32::from(*x), Value::Int32(x) => *x)
+        }
         ColumnType::Int64 => primitive!(Int64Builder,
             Value::Int16(x) => i64::from(*x), Value::Int32(x) => i64::from(*x), Value::Int64(x) => *x),
         ColumnType::Float32 => primitive!(Float32Builder, Value::Float32(x) => *x),
-        ColumnType::Float64 => primitive!(Float64Builder, Value::Float32(x) => f64::from(*x), Value::Float64(x) => *x),
+        ColumnType::Float64 => {
+            primitive!(Float64Builder, Value::Float32(x) => f64::from(*x), Value::Float64(x) => *x)
+        }
         ColumnType::Decimal { precision, scale } => {
             let mut b = Decimal128Builder::with_capacity(values.len());
             for v in values {
@@ -143,7 +155,8 @@ pub fn to_array(ty: &ColumnType, values: &[&Value]) -> Result<ArrayRef, ArrowErr
         ColumnType::Time => primitive!(Time64MicrosecondBuilder, Value::Time(x) => *x),
         ColumnType::Timestamp => primitive!(TimestampMicrosecondBuilder, Value::Timestamp(x) => *x),
         ColumnType::TimestampTz => {
-            let mut b = TimestampMicrosecondBuilder::with_capacity(values.len()).with_timezone("UTC");
+            let mut b =
+                TimestampMicrosecondBuilder::with_capacity(values.len()).with_timezone("UTC");
             for v in values {
                 match v {
                     Value::Null => b.append_null(),
@@ -167,8 +180,9 @@ pub fn to_array(ty: &ColumnType, values: &[&Value]) -> Result<ArrayRef, ArrowErr
                     }
                     other => return Err(mismatch(other)),
                 }
-                let end = i32::try_from(items.len())
-                    .map_err(|_| ArrowError::InvalidArgumentError("list column exceeds 2^31 elements".into()))?;
+                let end = i32::try_from(items.len()).map_err(|_| {
+                    ArrowError::InvalidArgumentError("list column exceeds 2^31 elements".into())
+                })?;
                 offsets.push(end);
             }
             let child = to_array(element, &items)?;
@@ -187,7 +201,9 @@ pub fn to_array(ty: &ColumnType, values: &[&Value]) -> Result<ArrayRef, ArrowErr
 /// decimals, dates and times as their canonical text, bytes as `\x` hex.
 pub fn to_json(value: &Value, ty: &ColumnType) -> serde_json::Value {
     use serde_json::Value as J;
-    let float = |f: f64| serde_json::Number::from_f64(f).map_or_else(|| J::String(f.to_string()), J::Number);
+    let float = |f: f64| {
+        serde_json::Number::from_f64(f).map_or_else(|| J::String(f.to_string()), J::Number)
+    };
     match value {
         Value::Null => J::Null,
         Value::Bool(b) => J::Bool(*b),
@@ -217,7 +233,11 @@ pub fn to_json(value: &Value, ty: &ColumnType) -> serde_json::Value {
             .map_or_else(|| us.to_string(), |t| t.format("%H:%M:%S%.6f").to_string()),
         ),
         Value::Timestamp(us) => {
-            let zone = if matches!(ty, ColumnType::TimestampTz) { "Z" } else { "" };
+            let zone = if matches!(ty, ColumnType::TimestampTz) {
+                "Z"
+            } else {
+                ""
+            };
             J::String(chrono::DateTime::from_timestamp_micros(*us).map_or_else(
                 || us.to_string(),
                 |t| format!("{}{zone}", t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f")),
@@ -275,7 +295,10 @@ mod tests {
         assert_eq!(format_decimal(-5, 3), "-0.005");
         assert_eq!(format_decimal(7, 0), "7");
         assert_eq!(format_decimal(7, -2), "700");
-        let ty = ColumnType::Decimal { precision: 4, scale: 2 };
+        let ty = ColumnType::Decimal {
+            precision: 4,
+            scale: 2,
+        };
         assert!(check(&Value::Decimal(9999), &ty).is_ok());
         let err = check(&Value::Decimal(-10000), &ty).unwrap_err();
         assert!(err.contains("precision 4"), "{err}");
@@ -292,7 +315,11 @@ mod tests {
         let list = ColumnType::List {
             element: Box::new(ColumnType::Int32),
         };
-        let err = check(&Value::List(vec![Value::Int32(1), Value::Text("a".into())]), &list).unwrap_err();
+        let err = check(
+            &Value::List(vec![Value::Int32(1), Value::Text("a".into())]),
+            &list,
+        )
+        .unwrap_err();
         assert!(err.starts_with("list element 1"), "{err}");
     }
 

@@ -66,8 +66,10 @@ impl ChangeMapper {
 
     /// Records `(column, nullable)` for a table's columns.
     pub fn set_nullability(&mut self, schema: &str, table: &str, columns: Vec<(String, bool)>) {
-        self.nullability
-            .insert((schema.to_string(), table.to_string()), columns.into_iter().collect());
+        self.nullability.insert(
+            (schema.to_string(), table.to_string()),
+            columns.into_iter().collect(),
+        );
     }
 
     /// A (new version of a) relation arrived.
@@ -169,7 +171,11 @@ impl ChangeMapper {
     }
 
     /// Maps one change into one or two envelopes, appended to `out`.
-    pub fn change(&mut self, change: &PgChange, out: &mut Vec<Envelope>) -> Result<(), SourceError> {
+    pub fn change(
+        &mut self,
+        change: &PgChange,
+        out: &mut Vec<Envelope>,
+    ) -> Result<(), SourceError> {
         if change.kind == ChangeKind::Truncate {
             for rel in &change.truncated {
                 let schema = self.known(rel.oid, rel)?;
@@ -207,7 +213,10 @@ impl ChangeMapper {
         };
         match change.kind {
             ChangeKind::Insert => {
-                let new = change.new.as_ref().ok_or_else(|| SourceError::definite("insert without tuple"))?;
+                let new = change
+                    .new
+                    .as_ref()
+                    .ok_or_else(|| SourceError::definite("insert without tuple"))?;
                 let (after, _) = convert(new, "insert")?;
                 let (position, mut source) = self.next_position()?;
                 source.change_lsn = Some(change.lsn.0);
@@ -223,7 +232,10 @@ impl ChangeMapper {
             }
             ChangeKind::Update => {
                 self.require_identity(rel.oid)?;
-                let new = change.new.as_ref().ok_or_else(|| SourceError::definite("update without tuple"))?;
+                let new = change
+                    .new
+                    .as_ref()
+                    .ok_or_else(|| SourceError::definite("update without tuple"))?;
                 let (mut after, mut unchanged) = convert(new, "update")?;
                 let before = match &change.old {
                     Some(old) => Some(convert(old, "update old tuple")?.0),
@@ -244,13 +256,18 @@ impl ChangeMapper {
                 }
                 let key_changed = before.as_ref().is_some_and(|b| {
                     schema.key.iter().any(|&i| {
-                        matches!(change.old.as_ref().and_then(|o| o.0.get(i)), Some(Cell::Text(_)) | Some(Cell::Null))
-                            && b[i] != after[i]
+                        matches!(
+                            change.old.as_ref().and_then(|o| o.0.get(i)),
+                            Some(Cell::Text(_)) | Some(Cell::Null)
+                        ) && b[i] != after[i]
                     })
                 });
                 if key_changed {
                     if !unchanged.is_empty() {
-                        let names: Vec<_> = unchanged.iter().map(|&i| schema.columns[i].name.clone()).collect();
+                        let names: Vec<_> = unchanged
+                            .iter()
+                            .map(|&i| schema.columns[i].name.clone())
+                            .collect();
                         return Err(SourceError::definite(format!(
                             "an update changed the primary key of {} while TOASTed column(s) {} were unchanged and not sent by PostgreSQL; run ALTER TABLE {} REPLICA IDENTITY FULL so the old values are logged, then reset the checkpoint or re-snapshot the table",
                             at("update"),
@@ -327,7 +344,11 @@ impl ChangeMapper {
     }
 
     fn require_identity(&self, oid: u32) -> Result<(), SourceError> {
-        match self.relations.get(&oid).and_then(|r| r.identity_problem.clone()) {
+        match self
+            .relations
+            .get(&oid)
+            .and_then(|r| r.identity_problem.clone())
+        {
             Some(problem) => Err(SourceError::definite(problem)),
             None => Ok(()),
         }
@@ -335,13 +356,18 @@ impl ChangeMapper {
 
     /// Identity problem of a relation, for start-up checks.
     pub fn identity_problem(&self, oid: u32) -> Option<String> {
-        self.relations.get(&oid).and_then(|r| r.identity_problem.clone())
+        self.relations
+            .get(&oid)
+            .and_then(|r| r.identity_problem.clone())
     }
 }
 
 /// Converts a tuple; returns the row and the indexes of unchanged columns, or
 /// `(column name, reason)`.
-fn tuple_to_row(schema: &TableSchema, tuple: &Tuple) -> Result<(Row, Vec<usize>), (String, String)> {
+fn tuple_to_row(
+    schema: &TableSchema,
+    tuple: &Tuple,
+) -> Result<(Row, Vec<usize>), (String, String)> {
     let mut row = Vec::with_capacity(schema.columns.len());
     let mut unchanged = Vec::new();
     for (i, column) in schema.columns.iter().enumerate() {

@@ -29,7 +29,8 @@ use crate::source::{Source, SourceError, SourceEvent};
 
 /// Session settings that fix the text form pgoutput uses for dates, times and
 /// floats, so [`parse_text`] has exactly one grammar per type.
-pub const SESSION_OPTIONS: &str = "-c datestyle=ISO,YMD -c timezone=UTC -c extra_float_digits=3 -c bytea_output=hex";
+pub const SESSION_OPTIONS: &str =
+    "-c datestyle=ISO,YMD -c timezone=UTC -c extra_float_digits=3 -c bytea_output=hex";
 
 /// A running PostgreSQL source.
 #[derive(Debug)]
@@ -48,7 +49,9 @@ pub struct PostgresSource {
 /// `sslrootcert` (or the system roots), `verify-full` also checking the host
 /// name. Transient failures (refused, reset) come back transient so the
 /// pipeline retries with backoff.
-pub async fn connect_catalog(config: &PostgresSourceConfig) -> Result<tokio_postgres::Client, SourceError> {
+pub async fn connect_catalog(
+    config: &PostgresSourceConfig,
+) -> Result<tokio_postgres::Client, SourceError> {
     use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
     use tokio_postgres::config::SslMode as PgSslMode;
 
@@ -67,7 +70,10 @@ pub async fn connect_catalog(config: &PostgresSourceConfig) -> Result<tokio_post
         pg.password(pw.expose());
     }
     let tls_error = |e: openssl::error::ErrorStack| {
-        SourceError::definite(format!("cannot set up TLS for {}: {e}; check sslrootcert", config.describe()))
+        SourceError::definite(format!(
+            "cannot set up TLS for {}: {e}; check sslrootcert",
+            config.describe()
+        ))
     };
     let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(tls_error)?;
     let verify = matches!(config.sslmode, SslMode::VerifyCa | SslMode::VerifyFull);
@@ -143,9 +149,19 @@ impl PostgresSource {
             if let Some(problem) = identity_problem(schema, table, &identity) {
                 return Err(SourceError::definite(problem));
             }
-            mapper.set_nullability(schema, table, catalog::column_nullability(&client, schema, table).await?);
+            mapper.set_nullability(
+                schema,
+                table,
+                catalog::column_nullability(&client, schema, table).await?,
+            );
         }
-        slot::ensure_publication(&client, &config.publication, &tables, config.manage_publication).await?;
+        slot::ensure_publication(
+            &client,
+            &config.publication,
+            &tables,
+            config.manage_publication,
+        )
+        .await?;
         let slot_state = slot::ensure_slot(&client, &config.slot).await?;
         tracing::info!(
             source = %config.name,
@@ -192,7 +208,11 @@ impl PostgresSource {
         Ok(())
     }
 
-    fn map_event(&mut self, event: PgEvent, envelopes: &mut Vec<crate::envelope::Envelope>) -> Result<(), SourceError> {
+    fn map_event(
+        &mut self,
+        event: PgEvent,
+        envelopes: &mut Vec<crate::envelope::Envelope>,
+    ) -> Result<(), SourceError> {
         match event {
             PgEvent::Relation(rel) => self.mapper.relation(&rel),
             PgEvent::Begin {
@@ -205,7 +225,8 @@ impl PostgresSource {
             }
             PgEvent::Change(change) => {
                 self.mapper.change(&change, envelopes)?;
-                self.pending.extend(envelopes.drain(..).map(SourceEvent::Change));
+                self.pending
+                    .extend(envelopes.drain(..).map(SourceEvent::Change));
             }
             PgEvent::Commit { end_lsn, .. } => {
                 self.in_txn = false;
@@ -226,7 +247,11 @@ impl PostgresSource {
 }
 
 /// Start-up identity check for one table (the same rule `check` reports).
-fn identity_problem(schema: &str, table: &str, identity: &catalog::TableIdentity) -> Option<String> {
+fn identity_problem(
+    schema: &str,
+    table: &str,
+    identity: &catalog::TableIdentity,
+) -> Option<String> {
     use tributary_postgres::ReplicaIdentity;
     let qualified = format!("{schema}.{table}");
     match identity.replica_identity {

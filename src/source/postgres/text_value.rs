@@ -102,9 +102,9 @@ pub fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, Value
 }
 
 fn parse_bytea(text: &str) -> Result<Vec<u8>, ValueError> {
-    let hex_digits = text
-        .strip_prefix("\\x")
-        .ok_or_else(|| ValueError("bytea value is not in hex output format; set bytea_output = 'hex'".into()))?;
+    let hex_digits = text.strip_prefix("\\x").ok_or_else(|| {
+        ValueError("bytea value is not in hex output format; set bytea_output = 'hex'".into())
+    })?;
     hex::decode(hex_digits).map_err(|e| ValueError(format!("bad bytea hex: {e}")))
 }
 
@@ -221,7 +221,9 @@ fn parse_array(element: &ColumnType, text: &str) -> Result<Vec<Value>, ValueErro
         .and_then(|b| b.strip_suffix('}'))
         .ok_or_else(|| ValueError(format!("{text:?} is not an array")))?;
     if inner.starts_with('{') {
-        return err("multi-dimensional arrays are not supported; store them as text (cast the column) or flatten them");
+        return err(
+            "multi-dimensional arrays are not supported; store them as text (cast the column) or flatten them",
+        );
     }
     let mut values = Vec::new();
     if inner.is_empty() {
@@ -276,7 +278,12 @@ mod tests {
         assert_eq!(parse_decimal("12.50", 12, 2), Ok(1250));
         assert_eq!(parse_decimal("-0.5", 12, 2), Ok(-50));
         assert_eq!(parse_decimal("7", 5, 0), Ok(7));
-        assert!(parse_decimal("NaN", 10, 2).unwrap_err().0.contains("decimal(10,2)"));
+        assert!(
+            parse_decimal("NaN", 10, 2)
+                .unwrap_err()
+                .0
+                .contains("decimal(10,2)")
+        );
         assert!(parse_decimal("123456", 5, 0).is_err());
     }
 
@@ -287,7 +294,10 @@ mod tests {
         assert!(parse_date("infinity").is_err());
         assert_eq!(parse_timestamp("1970-01-01 00:00:01.5"), Ok(1_500_000));
         assert_eq!(parse_timestamptz("1970-01-01 01:00:00+01"), Ok(0));
-        assert_eq!(parse_timestamptz("1970-01-01 00:00:00-05:30"), Ok(19_800_000_000));
+        assert_eq!(
+            parse_timestamptz("1970-01-01 00:00:00-05:30"),
+            Ok(19_800_000_000)
+        );
         assert_eq!(parse_time("00:00:01.000002"), Ok(1_000_002));
         assert_eq!(parse_date("0001-01-01 BC").map(|d| d < -719_000), Ok(true));
     }
@@ -318,14 +328,33 @@ mod tests {
             "{1,-2,3}",
         )
         .unwrap();
-        assert_eq!(ints, Value::List(vec![Value::Int32(1), Value::Int32(-2), Value::Int32(3)]));
-        assert!(parse_text(&ColumnType::List { element: Box::new(ColumnType::Int32) }, "{{1},{2}}").is_err());
+        assert_eq!(
+            ints,
+            Value::List(vec![Value::Int32(1), Value::Int32(-2), Value::Int32(3)])
+        );
+        assert!(
+            parse_text(
+                &ColumnType::List {
+                    element: Box::new(ColumnType::Int32)
+                },
+                "{{1},{2}}"
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn bytea_and_floats() {
-        assert_eq!(parse_text(&ColumnType::Binary, "\\x00ff"), Ok(Value::Bytes(vec![0, 255])));
-        assert!(matches!(parse_text(&ColumnType::Float64, "NaN"), Ok(Value::Float64(f)) if f.is_nan()));
-        assert_eq!(parse_text(&ColumnType::Float64, "-Infinity"), Ok(Value::Float64(f64::NEG_INFINITY)));
+        assert_eq!(
+            parse_text(&ColumnType::Binary, "\\x00ff"),
+            Ok(Value::Bytes(vec![0, 255]))
+        );
+        assert!(
+            matches!(parse_text(&ColumnType::Float64, "NaN"), Ok(Value::Float64(f)) if f.is_nan())
+        );
+        assert_eq!(
+            parse_text(&ColumnType::Float64, "-Infinity"),
+            Ok(Value::Float64(f64::NEG_INFINITY))
+        );
     }
 }

@@ -172,9 +172,15 @@ mod tests {
                 scale: 2
             }
         );
-        assert_eq!(map_type(&base(oid::NUMERIC), -1).column_type, ColumnType::Text);
+        assert_eq!(
+            map_type(&base(oid::NUMERIC), -1).column_type,
+            ColumnType::Text
+        );
         let wide = ((50 << 16) | 2) + 4;
-        assert_eq!(map_type(&base(oid::NUMERIC), wide).column_type, ColumnType::Text);
+        assert_eq!(
+            map_type(&base(oid::NUMERIC), wide).column_type,
+            ColumnType::Text
+        );
     }
 
     #[test]
