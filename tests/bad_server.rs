@@ -103,3 +103,26 @@ async fn slot_held_by_another_connection_is_explained() {
     crate::harness::daemon::wait_caught_up(&db, &second_config.lake, &second_config.source, Duration::from_secs(60), &mut second).await;
     second.stop_gracefully(Duration::from_secs(30));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmanaged_publication_missing_a_table_prints_the_sql() {
+    let db = PgCluster::shared().create_database("pub_missing").await;
+    db.execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, v text);
+         CREATE TABLE items (id int PRIMARY KEY, v text);
+         CREATE PUBLICATION tributary_app FOR TABLE orders, tributary_marker;",
+    )
+    .await;
+    let config = TestConfig::new(&db, "app", &["orders", "items"]);
+    let text = config.toml().replace("manage_publication = true", "manage_publication = false");
+    let path = config.root.join("unmanaged.toml");
+    std::fs::write(&path, text).unwrap();
+    let (ok, stdout, stderr) = run_cli(&["check", "--config", path.to_str().unwrap()], &[]);
+    let report = format!("{stdout}{stderr}");
+    assert!(!ok, "{report}");
+    assert!(report.contains("ALTER PUBLICATION") && report.contains("public.items"), "{report}");
+    let (ok, stdout, stderr) = run_cli(&["run", "--config", path.to_str().unwrap()], &[]);
+    let log = format!("{stdout}{stderr}");
+    assert!(!ok, "{log}");
+    assert!(log.contains("ALTER PUBLICATION") && log.contains("public.items"), "{log}");
+}
