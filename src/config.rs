@@ -20,13 +20,14 @@ use serde::Deserialize;
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 500;
 /// Rows buffered before a flush: 100K narrow rows encode to a few MB of
 /// Parquet, big enough for efficient scans, small enough to bound memory.
-pub const DEFAULT_FLUSH_ROWS: usize = 100_000;
+pub const DEFAULT_FLUSH_ROWS: usize = 50_000;
 /// Bytes buffered (in-memory Arrow estimate) before a flush: 64 MiB keeps the
 /// daemon's peak RSS well under 150 MB even with wide rows.
 pub const DEFAULT_FLUSH_BYTES: usize = 64 * 1024 * 1024;
 /// Memory for buffering streamed (in-progress) transactions before spilling to
-/// disk: 64 MiB, the same as PostgreSQL's default logical_decoding_work_mem.
-pub const DEFAULT_TXN_MEMORY_MB: usize = 64;
+/// disk: 16 MiB. Spilling is sequential I/O and cheap; memory is what the
+/// 150 MB RSS budget cannot spare when a huge transaction arrives.
+pub const DEFAULT_TXN_MEMORY_MB: usize = 16;
 /// PostgreSQL's standard port.
 pub const DEFAULT_PG_PORT: u16 = 5432;
 

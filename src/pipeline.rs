@@ -24,7 +24,7 @@ use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{Config, DaemonConfig, LakeSinkConfig, SinkConfig, SourceConfig};
 use crate::error::RunError;
 use crate::position::{Position, ResumePoint};
-use crate::sink::{LakeSink, LakeStore, ManifestCheckpoint, ManifestWriter, SinkError};
+use crate::sink::{LakeSink, LakeStore, Manifest, ManifestCheckpoint, ManifestWriter, SinkError};
 use crate::source::{AnySource, Source, SourceError, SourceEvent};
 
 /// Longest wait between two attempts after a transient failure: long enough
@@ -126,6 +126,31 @@ struct Run<'a> {
     in_txn: bool,
     /// When the oldest buffered change must be flushed by.
     deadline: Option<Instant>,
+    /// The flush being written while the next batch is buffered.
+    in_flight: Option<InFlight>,
+}
+
+/// A sealed flush being encoded and written on its own task.
+struct InFlight {
+    handle: tokio::task::JoinHandle<Result<Manifest, SinkError>>,
+    last_position: Position,
+    started: std::time::Instant,
+}
+
+/// What woke the pipeline loop.
+enum Wake {
+    Shutdown,
+    FlushDone(Result<Result<Manifest, SinkError>, tokio::task::JoinError>),
+    Deadline,
+    Event(Result<SourceEvent, SourceError>),
+}
+
+/// Completes when the in-flight flush does; never when there is none.
+async fn wait_flight(flight: &mut Option<InFlight>) -> Result<Result<Manifest, SinkError>, tokio::task::JoinError> {
+    match flight {
+        Some(f) => (&mut f.handle).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn run_once(
@@ -177,17 +202,27 @@ async fn run_once(
         last_written: None,
         in_txn: false,
         deadline: None,
+        in_flight: None,
     };
     let result = run.stream(&mut source, shutdown, progressed).await;
     match result {
         Ok(()) => {
             // Clean shutdown: make everything handed to the sink durable.
             run.flush(&mut source).await?;
+            run.finish_in_flight(&mut source).await?;
             source.close().await.map_err(source_err)?;
             tracing::info!(source = %name, "stopped cleanly");
             Ok(())
         }
-        Err(error) => Err(error),
+        Err(error) => {
+            // Let a flush already writing finish (or fail) before the caller
+            // restarts from the manifest log, so two runs never write the
+            // same manifest number.
+            if let Some(flight) = run.in_flight.take() {
+                let _ = flight.handle.await;
+            }
+            Err(error)
+        }
     }
 }
 
@@ -219,20 +254,39 @@ impl Run<'_> {
     ) -> Result<(), RunError> {
         loop {
             let deadline = self.deadline;
-            let event = tokio::select! {
+            let mut flight = self.in_flight.take();
+            let wake = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = sleep_until_opt(deadline) => {
+                _ = shutdown.cancelled() => Wake::Shutdown,
+                done = wait_flight(&mut flight) => Wake::FlushDone(done),
+                _ = sleep_until_opt(deadline) => Wake::Deadline,
+                event = source.next() => Wake::Event(event),
+            };
+            let event = match wake {
+                Wake::Shutdown => {
+                    self.in_flight = flight;
+                    return Ok(());
+                }
+                Wake::FlushDone(done) => {
+                    let flight = flight.take().expect("a flush was in flight");
+                    self.complete(flight, done, source).await?;
+                    *progressed = true;
+                    continue;
+                }
+                Wake::Deadline => {
+                    self.in_flight = flight;
                     // Interval passed: flush at the next commit, or now if idle.
                     if !self.in_txn {
                         self.flush(source).await?;
-                        *progressed = true;
                     } else {
                         self.deadline = None;
                     }
                     continue;
                 }
-                event = source.next() => event.map_err(|e| self.source_err(e))?,
+                Wake::Event(event) => {
+                    self.in_flight = flight;
+                    event.map_err(|e| self.source_err(e))?
+                }
             };
             match event {
                 SourceEvent::Change(envelope) => {
@@ -249,7 +303,6 @@ impl Run<'_> {
                     }
                     if self.over_limits() {
                         self.flush(source).await?;
-                        *progressed = true;
                     }
                 }
                 SourceEvent::Commit { resume } => {
@@ -258,16 +311,23 @@ impl Run<'_> {
                     let due = self.deadline.is_none_or(|d| d <= Instant::now());
                     if self.sink.buffered_rows() > 0 && (due || self.over_limits()) {
                         self.flush(source).await?;
-                        *progressed = true;
-                    } else if self.sink.buffered_rows() == 0 && self.last_written.is_none() {
-                        // Nothing of ours in flight: this commit touched no
-                        // captured rows (or was all replay). Advance lazily
-                        // through Idle events instead of writing a checkpoint
-                        // per empty transaction.
+                    } else if self.sink.buffered_rows() == 0
+                        && (self.in_flight.is_some()
+                            || self.checkpoint.as_ref().is_some_and(|c| !c.txn_complete))
+                    {
+                        // A huge transaction was flushed in parts and its last
+                        // part ended exactly at its last change: nothing is
+                        // left to write, but the checkpoint must say the
+                        // transaction is complete and the slot may move past it.
+                        self.finish_in_flight(source).await?;
+                        if self.checkpoint.as_ref().is_some_and(|c| !c.txn_complete) {
+                            let resume = self.last_commit.clone().expect("set above");
+                            self.advance_idle(source, resume).await?;
+                        }
                     }
                 }
                 SourceEvent::Idle { resume } => {
-                    if !self.in_txn && self.sink.buffered_rows() == 0 {
+                    if !self.in_txn && self.sink.buffered_rows() == 0 && self.in_flight.is_none() {
                         self.advance_idle(source, resume).await?;
                     }
                 }
@@ -275,7 +335,9 @@ impl Run<'_> {
         }
     }
 
-    /// Flushes buffered changes: files, then manifest, then checkpoint, then ack.
+    /// Starts flushing the buffered changes on their own task (files, then
+    /// manifest) after the previous flush is complete, so the next batch is
+    /// read and buffered while this one is encoded and written.
     async fn flush(&mut self, source: &mut AnySource) -> Result<(), RunError> {
         self.deadline = None;
         let Some(last_position) = self.last_written else {
@@ -284,23 +346,51 @@ impl Run<'_> {
         if self.sink.buffered_rows() == 0 {
             return Ok(());
         }
+        // Manifests are written in order: the previous one first.
+        self.finish_in_flight(source).await?;
         let resume = self
             .last_commit
             .clone()
             .unwrap_or(ResumePoint::Postgres { lsn: 0 });
-        let started = std::time::Instant::now();
-        let manifest = self
-            .sink
-            .flush(ManifestCheckpoint {
-                last_position,
-                resume,
-                txn_complete: !self.in_txn,
-            })
-            .await
-            .map_err(|e| self.sink_err(e))?;
-        let Some(manifest) = manifest else {
+        let Some(sealed) = self.sink.seal(ManifestCheckpoint {
+            last_position,
+            resume,
+            txn_complete: !self.in_txn,
+        }) else {
             return Ok(());
         };
+        self.in_flight = Some(InFlight {
+            handle: tokio::spawn(async move { sealed.write().await }),
+            last_position,
+            started: std::time::Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Waits for the in-flight flush (if any) and completes it.
+    async fn finish_in_flight(&mut self, source: &mut AnySource) -> Result<(), RunError> {
+        if let Some(mut flight) = self.in_flight.take() {
+            let done = (&mut flight.handle).await;
+            self.complete(flight, done, source).await?;
+        }
+        Ok(())
+    }
+
+    /// A flush's manifest is durable: save the checkpoint it completes, then
+    /// acknowledge the source.
+    async fn complete(
+        &mut self,
+        flight: InFlight,
+        done: Result<Result<Manifest, SinkError>, tokio::task::JoinError>,
+        source: &mut AnySource,
+    ) -> Result<(), RunError> {
+        let manifest = done
+            .map_err(|e| RunError::Pipeline {
+                source_name: self.name.to_string(),
+                message: format!("flush task failed: {e}"),
+            })?
+            .map_err(|e| self.sink_err(e))?;
+        self.sink.committed(&manifest);
         let checkpoint = Checkpoint::from_manifest(&manifest);
         self.checkpoints
             .save(&checkpoint)
@@ -321,11 +411,11 @@ impl Run<'_> {
             manifest = manifest.seq,
             rows,
             tables = manifest.tables.len(),
-            through = %last_position,
-            flush_ms = started.elapsed().as_millis() as u64,
+            through = %flight.last_position,
+            flush_ms = flight.started.elapsed().as_millis() as u64,
             "flushed"
         );
-        self.skip_through = Some(last_position);
+        self.skip_through = Some(flight.last_position);
         self.checkpoint = Some(checkpoint);
         Ok(())
     }
@@ -350,6 +440,7 @@ impl Run<'_> {
             return Ok(());
         }
         current.resume = Some(resume.clone());
+        current.txn_complete = true;
         current.updated_at = chrono::Utc::now().to_rfc3339();
         let snapshot = current.clone();
         self.checkpoints

@@ -13,7 +13,8 @@ use crate::harness::workload::{BigTxnEnd, Workload, big_transaction};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_stop_and_restart_lose_and_duplicate_nothing() {
-    let seed = crate::harness::seed("clean_restart::graceful_stop_and_restart_lose_and_duplicate_nothing");
+    let seed =
+        crate::harness::seed("clean_restart::graceful_stop_and_restart_lose_and_duplicate_nothing");
     let db = PgCluster::shared().create_database("clean_restart").await;
     let client = db.client().await;
     let mut workload = Workload::new(seed.seed);
@@ -24,17 +25,32 @@ async fn graceful_stop_and_restart_lose_and_duplicate_nothing() {
     let mut daemon = InProcessDaemon::start(&config);
     crate::harness::daemon::wait_streaming(&db, &config, &mut daemon).await;
     // The slot exists and streams before the first change we expect back.
-    wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(120), &mut daemon).await;
+    wait_caught_up(
+        &db,
+        &config.lake,
+        &config.source,
+        Duration::from_secs(120),
+        &mut daemon,
+    )
+    .await;
     workload.run(&client, 120).await;
     // Make sure the daemon saw at least part of it before we stop it.
-    wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(300), &mut daemon).await;
+    wait_caught_up(
+        &db,
+        &config.lake,
+        &config.source,
+        Duration::from_secs(300),
+        &mut daemon,
+    )
+    .await;
     workload.run(&client, 40).await;
     daemon
         .stop(Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("pipeline::run must return Ok on cancellation, got: {e}"));
 
-    let checkpoint = lake::read_checkpoint(&config.lake, &config.source).expect("a checkpoint after a clean stop");
+    let checkpoint = lake::read_checkpoint(&config.lake, &config.source)
+        .expect("a checkpoint after a clean stop");
     let manifests = lake::assert_manifests_sound(&config.lake, &config.source);
     let last = manifests.last().expect("manifests");
     assert_eq!(
@@ -51,17 +67,23 @@ async fn graceful_stop_and_restart_lose_and_duplicate_nothing() {
             last.checkpoint()
         );
     }
-    assert_eq!(checkpoint.get("txn_complete").and_then(|v| v.as_bool()), Some(true), "clean stop mid-transaction");
+    assert_eq!(
+        checkpoint.get("txn_complete").and_then(|v| v.as_bool()),
+        Some(true),
+        "clean stop mid-transaction"
+    );
     // The resume point equals the manifest's, or is ahead of it only by an
     // idle advance (transactions without captured rows), never behind.
     let resume = lake::checkpoint_resume_lsn(&checkpoint).expect("checkpoint resume.lsn");
-    let manifest_resume = lake::checkpoint_resume_lsn(last.checkpoint()).expect("manifest resume.lsn");
+    let manifest_resume =
+        lake::checkpoint_resume_lsn(last.checkpoint()).expect("manifest resume.lsn");
     assert!(
         resume >= manifest_resume,
         "checkpoint resume {resume} is behind the last manifest's {manifest_resume}\ncheckpoint: {checkpoint:#}"
     );
     // Slot confirmed_flush ≤ checkpoint resume: never acknowledge beyond durable data.
-    db.wait_slot_inactive(&config.slot, Duration::from_secs(30)).await;
+    db.wait_slot_inactive(&config.slot, Duration::from_secs(30))
+        .await;
     let (_, confirmed) = db.slot_state(&config.slot).await.expect("slot exists");
     if let Some(confirmed) = confirmed {
         assert!(
@@ -77,7 +99,14 @@ async fn graceful_stop_and_restart_lose_and_duplicate_nothing() {
     workload.run(&client, 20).await;
 
     let mut daemon = InProcessDaemon::start(&config);
-    wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(300), &mut daemon).await;
+    wait_caught_up(
+        &db,
+        &config.lake,
+        &config.source,
+        Duration::from_secs(300),
+        &mut daemon,
+    )
+    .await;
     let tables = workload.tables();
     assert_lake_matches_source(&db, &config.lake, &config.source, &tables).await;
     lake::assert_manifests_sound(&config.lake, &config.source);

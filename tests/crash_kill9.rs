@@ -34,7 +34,14 @@ async fn kill9_at_random_moments_loses_nothing() {
     let mut daemon = DaemonProcess::start(&config);
     crate::harness::daemon::wait_streaming(&db, &config, &mut daemon).await;
     // The slot exists and streams before the first change we expect back.
-    wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(120), &mut daemon).await;
+    wait_caught_up(
+        &db,
+        &config.lake,
+        &config.source,
+        Duration::from_secs(120),
+        &mut daemon,
+    )
+    .await;
 
     // The workload runs in the background until told to stop.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -49,11 +56,17 @@ async fn kill9_at_random_moments_loses_nothing() {
                 rounds += 1;
                 if rounds % 7 == 3 {
                     // Streamed (in progress) transactions, killed mid-way at times.
-                    big_transaction(&client, i64::from(rounds), 30_000, BigTxnEnd::Commit).await;
+                    big_transaction(&client, i64::from(rounds) * 2, 30_000, BigTxnEnd::Commit)
+                        .await;
                 }
                 if rounds % 11 == 5 {
-                    big_transaction(&client, i64::from(rounds), 10_000, BigTxnEnd::CommitAfterSavepointRollback)
-                        .await;
+                    big_transaction(
+                        &client,
+                        i64::from(rounds) * 2 + 1,
+                        10_000,
+                        BigTxnEnd::CommitAfterSavepointRollback,
+                    )
+                    .await;
                 }
             }
             // A last stretch after the final restart.
@@ -69,7 +82,8 @@ async fn kill9_at_random_moments_loses_nothing() {
         daemon.kill9();
         // After SIGKILL the server needs a moment to notice the dead
         // connection and release the slot.
-        db.wait_slot_inactive(&config.slot, Duration::from_secs(30)).await;
+        db.wait_slot_inactive(&config.slot, Duration::from_secs(30))
+            .await;
         if rng.random_bool(0.3) {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
         }
@@ -81,7 +95,14 @@ async fn kill9_at_random_moments_loses_nothing() {
     let workload = background.await.expect("workload task");
     eprintln!("workload: {:?}", workload.stats);
 
-    wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(600), &mut daemon).await;
+    wait_caught_up(
+        &db,
+        &config.lake,
+        &config.source,
+        Duration::from_secs(600),
+        &mut daemon,
+    )
+    .await;
     let tables = workload.tables();
     assert_lake_matches_source(&db, &config.lake, &config.source, &tables).await;
     lake::assert_manifests_sound(&config.lake, &config.source);

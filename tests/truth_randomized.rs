@@ -19,7 +19,9 @@ const BIG_ROWS: u64 = 500_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_workload_lands_exactly() {
     let seed = crate::harness::seed("truth_randomized::randomized_workload_lands_exactly");
-    let db = PgCluster::shared().create_database("truth_randomized").await;
+    let db = PgCluster::shared()
+        .create_database("truth_randomized")
+        .await;
     let client = db.client().await;
     let mut workload = Workload::new(seed.seed);
     workload.setup(&client).await;
@@ -28,7 +30,14 @@ async fn randomized_workload_lands_exactly() {
     let mut daemon = InProcessDaemon::start(&config);
     crate::harness::daemon::wait_streaming(&db, &config, &mut daemon).await;
     // The slot exists and streams before the first change we expect back.
-    wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(120), &mut daemon).await;
+    wait_caught_up(
+        &db,
+        &config.lake,
+        &config.source,
+        Duration::from_secs(120),
+        &mut daemon,
+    )
+    .await;
 
     // The huge transaction runs on its own connection while the random
     // workload commits around it, so streamed chunks interleave with
@@ -47,7 +56,14 @@ async fn randomized_workload_lands_exactly() {
     big.await.expect("big transaction task");
     eprintln!("workload: {stats:?}");
 
-    wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(600), &mut daemon).await;
+    wait_caught_up(
+        &db,
+        &config.lake,
+        &config.source,
+        Duration::from_secs(600),
+        &mut daemon,
+    )
+    .await;
     let tables = workload.tables();
     assert_lake_matches_source(&db, &config.lake, &config.source, &tables).await;
 

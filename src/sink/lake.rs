@@ -92,10 +92,84 @@ impl LakeSink {
         &mut self,
         checkpoint: ManifestCheckpoint,
     ) -> Result<Option<Manifest>, SinkError> {
-        if self.buffered_rows() == 0 {
+        let Some(sealed) = self.seal(checkpoint) else {
             return Ok(None);
+        };
+        match sealed.write().await {
+            Ok(manifest) => {
+                self.committed(&manifest);
+                Ok(Some(manifest))
+            }
+            Err(error) => {
+                // Put the buffers back so a retry writes the same content.
+                self.next_seq = sealed.seq;
+                self.builders = Arc::try_unwrap(sealed.builders)
+                    .unwrap_or_else(|still_shared| (*still_shared).clone());
+                Err(error)
+            }
         }
-        let encoded = self.encode_buffers().await?;
+    }
+
+    /// Takes everything buffered as one flush with the next manifest number,
+    /// leaving the sink empty for new writes. The caller writes it
+    /// ([`SealedFlush::write`], possibly on another task while this sink keeps
+    /// buffering) and reports success with [`LakeSink::committed`]. Flushes
+    /// must be written in the order they were sealed: seal the next one only
+    /// after the previous one is durable, so manifests stay gapless and
+    /// ordered. `None` when nothing is buffered.
+    pub fn seal(&mut self, checkpoint: ManifestCheckpoint) -> Option<SealedFlush> {
+        if self.buffered_rows() == 0 {
+            return None;
+        }
+        let sealed = SealedFlush {
+            store: self.store.clone(),
+            manifests: self.manifests.clone(),
+            source: self.source.clone(),
+            seq: self.next_seq,
+            checkpoint,
+            builders: Arc::new(std::mem::take(&mut self.builders)),
+        };
+        self.next_seq += 1;
+        Some(sealed)
+    }
+
+    /// Records a sealed flush's manifest as durable.
+    pub fn committed(&mut self, manifest: &Manifest) {
+        self.latest = Some(manifest.clone());
+    }
+}
+
+/// One flush taken out of a [`LakeSink`]: its buffers, manifest number and
+/// checkpoint. Writing it is independent of the sink, so the pipeline can keep
+/// buffering the next batch while this one is encoded and made durable.
+#[derive(Debug)]
+pub struct SealedFlush {
+    store: LakeStore,
+    manifests: ManifestWriter,
+    source: String,
+    seq: u64,
+    checkpoint: ManifestCheckpoint,
+    builders: Arc<Builders>,
+}
+
+impl SealedFlush {
+    /// Rows in this flush.
+    pub fn rows(&self) -> usize {
+        self.builders.values().map(DeltaBuilder::rows).sum()
+    }
+
+    /// Encodes every table (on blocking threads), writes every file durably,
+    /// then the manifest; returns the manifest once it is durable.
+    pub async fn write(&self) -> Result<Manifest, SinkError> {
+        let task = Arc::clone(&self.builders);
+        let encoded = tokio::task::spawn_blocking(move || encode_all(&task))
+            .await
+            .map_err(|e| SinkError::Encode {
+                table: "a buffered table".into(),
+                message: format!("encoder thread failed: {e}"),
+            })?
+            .into_iter()
+            .collect::<Result<Vec<Bytes>, SinkError>>()?;
         let mut tables = Vec::with_capacity(self.builders.len());
         let mut puts = Vec::with_capacity(self.builders.len());
         for (builder, bytes) in self.builders.values().zip(encoded) {
@@ -113,7 +187,7 @@ impl LakeSink {
             .await?;
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,
-            seq: self.next_seq,
+            seq: self.seq,
             source: self.source.clone(),
             envelope_version: ENVELOPE_VERSION,
             created_at: chrono::Utc::now().to_rfc3339(),
@@ -127,30 +201,12 @@ impl LakeSink {
                 .map(|t| t.last_pos.clone())
                 .max()
                 .unwrap_or_default(),
-            checkpoint,
+            checkpoint: self.checkpoint.clone(),
             tables,
             merge_rule: MergeRule::default(),
         };
         self.manifests.write(&manifest).await?;
-        self.next_seq += 1;
-        self.builders.clear();
-        self.latest = Some(manifest.clone());
-        Ok(Some(manifest))
-    }
-
-    /// Encodes every buffer on blocking threads, in parallel, keeping the
-    /// buffers whatever happens (even if encoding panics).
-    async fn encode_buffers(&mut self) -> Result<Vec<Bytes>, SinkError> {
-        let shared = Arc::new(std::mem::take(&mut self.builders));
-        let task = Arc::clone(&shared);
-        let joined = tokio::task::spawn_blocking(move || encode_all(&task)).await;
-        self.builders =
-            Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
-        let results = joined.map_err(|e| SinkError::Encode {
-            table: "a buffered table".into(),
-            message: format!("encoder thread failed: {e}"),
-        })?;
-        results.into_iter().collect()
+        Ok(manifest)
     }
 
     /// The manifest entry and file path of one buffer.

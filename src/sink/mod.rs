@@ -43,7 +43,7 @@ pub mod store;
 pub mod values;
 
 pub use error::SinkError;
-pub use lake::LakeSink;
+pub use lake::{LakeSink, SealedFlush};
 pub use manifest::{
     Manifest, ManifestCheckpoint, ManifestFile, ManifestTable, ManifestWriter, MergeRule,
 };

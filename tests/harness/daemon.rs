@@ -52,7 +52,13 @@ impl TestConfig {
         let root = tmp.path().to_path_buf();
         let mut list: Vec<String> = tables
             .iter()
-            .map(|t| if t.contains('.') { t.to_string() } else { format!("public.{t}") })
+            .map(|t| {
+                if t.contains('.') {
+                    t.to_string()
+                } else {
+                    format!("public.{t}")
+                }
+            })
             .collect();
         let marker = format!("public.{MARKER_TABLE}");
         if !list.contains(&marker) {
@@ -119,8 +125,12 @@ tables = [{tables}]
 
     /// The parsed config (panics with the parser's message).
     pub fn config(&self) -> tributary::config::Config {
-        tributary::config::Config::from_toml_str(&self.toml())
-            .unwrap_or_else(|e| panic!("the harness wrote a config the daemon rejects: {e}\n{}", self.toml()))
+        tributary::config::Config::from_toml_str(&self.toml()).unwrap_or_else(|e| {
+            panic!(
+                "the harness wrote a config the daemon rejects: {e}\n{}",
+                self.toml()
+            )
+        })
     }
 
     /// Writes the config file and returns its path.
@@ -192,11 +202,18 @@ impl DaemonProcess {
     pub fn restart(&mut self) {
         if let Some(child) = self.child.as_mut() {
             if child.try_wait().ok().flatten().is_none() {
-                panic!("restart() while the daemon (pid {}) is still running", child.id());
+                panic!(
+                    "restart() while the daemon (pid {}) is still running",
+                    child.id()
+                );
             }
         }
         self.starts += 1;
-        let header = format!("\n===== harness: start #{} at {:?} =====\n", self.starts, chrono::Utc::now());
+        let header = format!(
+            "\n===== harness: start #{} at {:?} =====\n",
+            self.starts,
+            chrono::Utc::now()
+        );
         let stdout = append(&self.stdout_path, &header);
         let stderr = append(&self.stderr_path, &header);
         let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
@@ -247,7 +264,10 @@ impl DaemonProcess {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the daemon did not exit within {timeout:?}; killed it\n{}", self.logs());
+                panic!(
+                    "the daemon did not exit within {timeout:?}; killed it\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -371,7 +391,9 @@ impl InProcessDaemon {
     /// Waits for `run` to return on its own (without cancelling).
     pub async fn join(mut self) -> Result<(), tributary::error::RunError> {
         let handle = self.handle.take().expect("joined twice");
-        handle.await.unwrap_or_else(|e| panic!("pipeline::run panicked: {e}"))
+        handle
+            .await
+            .unwrap_or_else(|e| panic!("pipeline::run panicked: {e}"))
     }
 
     pub fn is_finished(&self) -> bool {
@@ -414,10 +436,17 @@ impl Drop for InProcessDaemon {
 /// `last_position.commit_lsn > L` (committing another marker every 2 s, in
 /// case the first one predates the slot). Panics with the checkpoint, the daemon's
 /// logs and the server log tail on timeout or if the daemon dies.
-pub async fn wait_caught_up(db: &TestDb, lake_root: &Path, source: &str, timeout: Duration, daemon: &mut dyn Daemon) {
+pub async fn wait_caught_up(
+    db: &TestDb,
+    lake_root: &Path,
+    source: &str,
+    timeout: Duration,
+    daemon: &mut dyn Daemon,
+) {
     let client = db.client().await;
-    let marker_sql =
-        format!("BEGIN; SELECT pg_current_wal_insert_lsn()::text; INSERT INTO {MARKER_TABLE} DEFAULT VALUES; COMMIT;");
+    let marker_sql = format!(
+        "BEGIN; SELECT pg_current_wal_insert_lsn()::text; INSERT INTO {MARKER_TABLE} DEFAULT VALUES; COMMIT;"
+    );
     let rows = query_text(&client, &marker_sql).await;
     let marker_lsn = rows
         .first()
@@ -482,9 +511,16 @@ pub async fn wait_streaming(db: &TestDb, config: &TestConfig, daemon: &mut dyn D
             return;
         }
         if let Some(how) = daemon.exited() {
-            panic!("the daemon stopped before streaming ({how}):\n{}", daemon.logs());
+            panic!(
+                "the daemon stopped before streaming ({how}):\n{}",
+                daemon.logs()
+            );
         }
-        assert!(Instant::now() < deadline, "the daemon never started streaming:\n{}", daemon.logs());
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never started streaming:\n{}",
+            daemon.logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -18,10 +18,13 @@ pub fn checkpoint_path(lake_root: &Path, source: &str) -> PathBuf {
 pub fn read_checkpoint(lake_root: &Path, source: &str) -> Option<Json> {
     let path = checkpoint_path(lake_root, source);
     let bytes = std::fs::read(&path).ok()?;
-    Some(
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {}", path.display(), String::from_utf8_lossy(&bytes))),
-    )
+    Some(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{} is not JSON ({e}): {}",
+            path.display(),
+            String::from_utf8_lossy(&bytes)
+        )
+    }))
 }
 
 /// `last_position.commit_lsn` of a checkpoint (or of a manifest's embedded
@@ -46,9 +49,13 @@ pub struct ManifestFile {
 impl ManifestFile {
     /// The checkpoint this manifest completes (`checkpoint` field).
     pub fn checkpoint(&self) -> &Json {
-        self.json
-            .get("checkpoint")
-            .unwrap_or_else(|| panic!("manifest {} has no `checkpoint`: {}", self.path.display(), self.json))
+        self.json.get("checkpoint").unwrap_or_else(|| {
+            panic!(
+                "manifest {} has no `checkpoint`: {}",
+                self.path.display(),
+                self.json
+            )
+        })
     }
 
     /// `(table, delta file path relative to the lake root)` for every file.
@@ -57,22 +64,42 @@ impl ManifestFile {
             .json
             .get("tables")
             .and_then(Json::as_array)
-            .unwrap_or_else(|| panic!("manifest {} has no `tables` array: {}", self.path.display(), self.json));
+            .unwrap_or_else(|| {
+                panic!(
+                    "manifest {} has no `tables` array: {}",
+                    self.path.display(),
+                    self.json
+                )
+            });
         let mut out = Vec::new();
         for table in tables {
-            let name = table_name(table)
-                .unwrap_or_else(|| panic!("manifest {}: a table entry has no name: {table}", self.path.display()));
+            let name = table_name(table).unwrap_or_else(|| {
+                panic!(
+                    "manifest {}: a table entry has no name: {table}",
+                    self.path.display()
+                )
+            });
             let files = table
                 .get("files")
                 .and_then(Json::as_array)
-                .unwrap_or_else(|| panic!("manifest {}: table {name} has no `files`: {table}", self.path.display()));
+                .unwrap_or_else(|| {
+                    panic!(
+                        "manifest {}: table {name} has no `files`: {table}",
+                        self.path.display()
+                    )
+                });
             for file in files {
                 let rel = file
                     .get("path")
                     .or_else(|| file.get("key"))
                     .or_else(|| file.get("file"))
                     .and_then(Json::as_str)
-                    .unwrap_or_else(|| panic!("manifest {}: file entry without a path: {file}", self.path.display()));
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "manifest {}: file entry without a path: {file}",
+                            self.path.display()
+                        )
+                    });
                 out.push((name.clone(), resolve(lake_root, source, rel)));
             }
         }
@@ -122,7 +149,8 @@ pub fn manifests(lake_root: &Path, source: &str) -> Vec<ManifestFile> {
         if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
             continue; // staged uploads, other files
         }
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let bytes =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let json: Json = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("manifest {} is not JSON: {e}", path.display()));
         let seq: u64 = stem.parse().expect("digits");
@@ -157,11 +185,19 @@ pub fn assert_manifests_sound(lake_root: &Path, source: &str) -> Vec<ManifestFil
     for manifest in &all {
         for (table, file) in manifest.files(lake_root, source) {
             if !file.is_file() {
-                missing.push(format!("manifest {} table {table}: {}", manifest.seq, file.display()));
+                missing.push(format!(
+                    "manifest {} table {table}: {}",
+                    manifest.seq,
+                    file.display()
+                ));
             }
         }
     }
-    assert!(missing.is_empty(), "files listed in manifests are missing:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "files listed in manifests are missing:\n{}",
+        missing.join("\n")
+    );
     all
 }
 
@@ -183,15 +219,20 @@ pub struct DeltaRow {
 
 /// Reads every delta file listed by a manifest and groups rows by
 /// `(table, _pos)`. Returns the map of every occurrence.
-pub fn delta_rows_by_position(lake_root: &Path, source: &str) -> BTreeMap<(String, String), Vec<DeltaRow>> {
+pub fn delta_rows_by_position(
+    lake_root: &Path,
+    source: &str,
+) -> BTreeMap<(String, String), Vec<DeltaRow>> {
     let mut by_pos: BTreeMap<(String, String), Vec<DeltaRow>> = BTreeMap::new();
     for manifest in manifests(lake_root, source) {
         for (table, file) in manifest.files(lake_root, source) {
             let (columns, rows) = read_parquet(&file);
-            let pos_index = columns
-                .iter()
-                .position(|c| c == "_pos")
-                .unwrap_or_else(|| panic!("delta file {} has no _pos column: {columns:?}", file.display()));
+            let pos_index = columns.iter().position(|c| c == "_pos").unwrap_or_else(|| {
+                panic!(
+                    "delta file {} has no _pos column: {columns:?}",
+                    file.display()
+                )
+            });
             for row in rows {
                 let pos = match &row[pos_index] {
                     Value::Text(s) => s.clone(),
@@ -204,11 +245,14 @@ pub fn delta_rows_by_position(lake_root: &Path, source: &str) -> BTreeMap<(Strin
                     .filter(|(i, _)| *i != pos_index)
                     .map(|(_, (name, value))| format!("{name}={value:?}"))
                     .collect();
-                by_pos.entry((table.clone(), pos)).or_default().push(DeltaRow {
-                    manifest: manifest.seq,
-                    file: file.clone(),
-                    content: content.join(", "),
-                });
+                by_pos
+                    .entry((table.clone(), pos))
+                    .or_default()
+                    .push(DeltaRow {
+                        manifest: manifest.seq,
+                        file: file.clone(),
+                        content: content.join(", "),
+                    });
             }
         }
     }
@@ -219,7 +263,11 @@ pub fn delta_rows_by_position(lake_root: &Path, source: &str) -> BTreeMap<(Strin
 /// content everywhere (a replay after a crash may rewrite, never change).
 /// With `allow_duplicates == false`, any repeat fails (clean restarts).
 /// Returns (distinct positions, total occurrences).
-pub fn assert_positions_consistent(lake_root: &Path, source: &str, allow_duplicates: bool) -> (usize, usize) {
+pub fn assert_positions_consistent(
+    lake_root: &Path,
+    source: &str,
+    allow_duplicates: bool,
+) -> (usize, usize) {
     let by_pos = delta_rows_by_position(lake_root, source);
     let total: usize = by_pos.values().map(Vec::len).sum();
     let mut problems = Vec::new();
@@ -235,7 +283,11 @@ pub fn assert_positions_consistent(lake_root: &Path, source: &str, allow_duplica
                 let mut text = format!(
                     "{table} _pos {pos} appears {} times{}:\n",
                     rows.len(),
-                    if differs { " WITH DIFFERENT CONTENT" } else { "" }
+                    if differs {
+                        " WITH DIFFERENT CONTENT"
+                    } else {
+                        ""
+                    }
                 );
                 for r in rows {
                     text.push_str(&format!(

@@ -94,7 +94,10 @@ pub fn tail_file(path: &std::path::Path, lines: usize) -> String {
             let start = all.len().saturating_sub(lines);
             let mut out = String::new();
             if start > 0 {
-                out.push_str(&format!("… ({start} earlier lines in {})\n", path.display()));
+                out.push_str(&format!(
+                    "… ({start} earlier lines in {})\n",
+                    path.display()
+                ));
             }
             for line in &all[start..] {
                 out.push_str(line);

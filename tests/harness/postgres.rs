@@ -85,7 +85,9 @@ impl PgCluster {
             .tempdir()
             .map_err(|e| format!("cannot create a temp dir for PostgreSQL: {e}"))?
             .keep();
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir))?;
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir))?;
         run(Command::new("chmod").arg("700").arg(&dir))?;
         let data = dir.join("data");
         run(Command::new("runuser")
@@ -93,8 +95,18 @@ impl PgCluster {
             .arg(bindir.join("initdb"))
             .arg("-D")
             .arg(&data)
-            .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]))
-        .map_err(|e| format!("initdb failed (PostgreSQL server binaries missing? run scripts/test): {e}"))?;
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ]))
+        .map_err(|e| {
+            format!("initdb failed (PostgreSQL server binaries missing? run scripts/test): {e}")
+        })?;
 
         // A free port can be taken between probing and binding: retry.
         let mut last_error = String::new();
@@ -109,7 +121,8 @@ impl PgCluster {
                 conf.push('\n');
             }
             let conf_path = data.join("postgresql.auto.conf");
-            std::fs::write(&conf_path, conf).map_err(|e| format!("writing {}: {e}", conf_path.display()))?;
+            std::fs::write(&conf_path, conf)
+                .map_err(|e| format!("writing {}: {e}", conf_path.display()))?;
             let cluster = PgCluster {
                 dir: dir.clone(),
                 port,
@@ -118,7 +131,11 @@ impl PgCluster {
                 bindir: bindir.clone(),
                 owned,
             };
-            match cluster.pg_ctl(&["-w", "-t", "60", "-l"], Some(&dir.join("server.log")), "start") {
+            match cluster.pg_ctl(
+                &["-w", "-t", "60", "-l"],
+                Some(&dir.join("server.log")),
+                "start",
+            ) {
                 Ok(()) => return Ok(cluster),
                 Err(e) => {
                     last_error = format!("{e}\nserver log:\n{}", cluster.server_log_tail(30));
@@ -213,7 +230,13 @@ impl PgCluster {
         let n = DB_COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut base: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         base.truncate(40);
         let db_name = format!("{base}_{n}_{}", std::process::id() % 100_000);
@@ -292,7 +315,8 @@ impl TestDb {
         rows.first().map(|r| {
             (
                 r[0].as_deref() == Some("t"),
-                r[1].as_deref().map(|l| parse_lsn(l).unwrap_or_else(|| panic!("bad LSN {l:?}"))),
+                r[1].as_deref()
+                    .map(|l| parse_lsn(l).unwrap_or_else(|| panic!("bad LSN {l:?}"))),
             )
         })
     }
@@ -327,9 +351,11 @@ pub async fn query_text(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> 
     messages
         .into_iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => {
-                Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
-            }
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
             _ => None,
         })
         .collect()
@@ -384,9 +410,14 @@ fn pg_bindir() -> Result<PathBuf, String> {
     let out = Command::new("pg_config")
         .arg("--bindir")
         .output()
-        .map_err(|e| format!("pg_config not found ({e}); install postgresql (scripts/test does)"))?;
+        .map_err(|e| {
+            format!("pg_config not found ({e}); install postgresql (scripts/test does)")
+        })?;
     if !out.status.success() {
-        return Err(format!("pg_config --bindir failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "pg_config --bindir failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     if !dir.join("initdb").exists() {
@@ -425,7 +456,9 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harness_clusters_have_the_promised_settings() {
-    let db = PgCluster::shared().create_database("harness_self_test").await;
+    let db = PgCluster::shared()
+        .create_database("harness_self_test")
+        .await;
     let rows = db
         .query_text(
             "SELECT current_setting('wal_level'), current_setting('logical_decoding_work_mem'), \
@@ -435,7 +468,12 @@ async fn harness_clusters_have_the_promised_settings() {
         .await;
     assert_eq!(
         rows[0],
-        vec![Some("logical".into()), Some("64kB".into()), Some("50".into()), Some("0".into())]
+        vec![
+            Some("logical".into()),
+            Some("64kB".into()),
+            Some("50".into()),
+            Some("0".into())
+        ]
     );
     let custom = PgCluster::start_custom(&["wal_level = replica"]);
     assert_ne!(custom.port, PgCluster::shared().port);
@@ -445,5 +483,8 @@ async fn harness_clusters_have_the_promised_settings() {
     let dir = custom.dir.clone();
     drop(client);
     drop(custom);
-    assert!(!dir.exists(), "a custom cluster's dir must be removed on drop");
+    assert!(
+        !dir.exists(),
+        "a custom cluster's dir must be removed on drop"
+    );
 }

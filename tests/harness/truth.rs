@@ -82,7 +82,11 @@ pub async fn source_columns(db: &TestDb, table: &str) -> Vec<SourceColumn> {
         name = quote_literal(name),
     );
     let rows = db.query_text(&sql).await;
-    assert!(!rows.is_empty(), "table {table} does not exist in database {}", db.name);
+    assert!(
+        !rows.is_empty(),
+        "table {table} does not exist in database {}",
+        db.name
+    );
     rows.into_iter()
         .map(|r| {
             let get = |i: usize| r[i].clone().unwrap_or_default();
@@ -187,9 +191,11 @@ fn canon_source_text(ty: &ColumnType, text: &str) -> String {
         ColumnType::Float32 => format!("{:?}", parse_pg_float32(text)),
         ColumnType::Float64 => format!("{:?}", parse_pg_float(text)),
         ColumnType::List { element } => {
-            let json: serde_json::Value =
-                serde_json::from_str(text).unwrap_or_else(|e| panic!("array_to_json gave bad JSON {text:?}: {e}"));
-            let items = json.as_array().unwrap_or_else(|| panic!("array_to_json gave {text}"));
+            let json: serde_json::Value = serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("array_to_json gave bad JSON {text:?}: {e}"));
+            let items = json
+                .as_array()
+                .unwrap_or_else(|| panic!("array_to_json gave {text}"));
             let canon: Vec<Cell> = items
                 .iter()
                 .map(|item| match item {
@@ -209,7 +215,9 @@ fn parse_pg_float32(text: &str) -> f32 {
         "NaN" => f32::NAN,
         "Infinity" => f32::INFINITY,
         "-Infinity" => f32::NEG_INFINITY,
-        _ => text.parse().unwrap_or_else(|_| panic!("float4 text {text:?}")),
+        _ => text
+            .parse()
+            .unwrap_or_else(|_| panic!("float4 text {text:?}")),
     }
 }
 
@@ -218,7 +226,9 @@ fn parse_pg_float(text: &str) -> f64 {
         "NaN" => f64::NAN,
         "Infinity" => f64::INFINITY,
         "-Infinity" => f64::NEG_INFINITY,
-        _ => text.parse().unwrap_or_else(|_| panic!("float text {text:?}")),
+        _ => text
+            .parse()
+            .unwrap_or_else(|_| panic!("float text {text:?}")),
     }
 }
 
@@ -241,10 +251,12 @@ pub fn canon_lake_value(ty: &ColumnType, value: &Value) -> Cell {
             format_decimal(*unscaled, scale)
         }
         Value::Text(s) => s.clone(),
-        Value::Bytes(b) => b.iter().fold(String::with_capacity(b.len() * 2), |mut s, byte| {
-            let _ = write!(s, "{byte:02x}");
-            s
-        }),
+        Value::Bytes(b) => b
+            .iter()
+            .fold(String::with_capacity(b.len() * 2), |mut s, byte| {
+                let _ = write!(s, "{byte:02x}");
+                s
+            }),
         Value::Date(d) => d.to_string(),
         Value::Time(t) | Value::Timestamp(t) => t.to_string(),
         Value::List(items) => {
@@ -252,7 +264,10 @@ pub fn canon_lake_value(ty: &ColumnType, value: &Value) -> Cell {
                 ColumnType::List { element } => element.as_ref().clone(),
                 _ => ColumnType::Text,
             };
-            let canon: Vec<Cell> = items.iter().map(|v| canon_lake_value(&element, v)).collect();
+            let canon: Vec<Cell> = items
+                .iter()
+                .map(|v| canon_lake_value(&element, v))
+                .collect();
             serde_json::to_string(&canon).expect("json")
         }
     })
@@ -285,8 +300,18 @@ pub async fn load_lake_tables(lake_root: &Path, source: &str) -> BTreeMap<String
         .tables
         .into_iter()
         .map(|(name, table)| {
-            let columns = table.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
-            (name, LakeTable { columns, rows: table.rows })
+            let columns = table
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.data_type.clone()))
+                .collect();
+            (
+                name,
+                LakeTable {
+                    columns,
+                    rows: table.rows,
+                },
+            )
         })
         .collect()
 }
@@ -316,14 +341,19 @@ fn lake_canon_rows(
                 indexes.push(Some(i));
             }
             None => {
-                problems.push(format!("{what}: column {} ({}) is missing", col.name, col.declared));
+                problems.push(format!(
+                    "{what}: column {} ({}) is missing",
+                    col.name, col.declared
+                ));
                 indexes.push(None);
             }
         }
     }
     for (name, _) in &table.columns {
         if !name.starts_with('_') && !columns.iter().any(|c| &c.name == name) {
-            problems.push(format!("{what}: has column {name} that the source table does not have"));
+            problems.push(format!(
+                "{what}: has column {name} that the source table does not have"
+            ));
         }
     }
     table
@@ -374,7 +404,12 @@ pub fn diff_rows(
         .filter(|(_, n)| **n < 0)
         .flat_map(|(r, n)| std::iter::repeat_n(*r, (-*n) as usize))
         .collect();
-    let key_cols: Vec<usize> = columns.iter().enumerate().filter(|(_, c)| c.is_key).map(|(i, _)| i).collect();
+    let key_cols: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_key)
+        .map(|(i, _)| i)
+        .collect();
     let key_of = |r: &CanonRow| -> String {
         key_cols
             .iter()
@@ -382,8 +417,10 @@ pub fn diff_rows(
             .collect::<Vec<_>>()
             .join(",")
     };
-    let right_by_key: BTreeMap<String, &CanonRow> = only_right.iter().map(|r| (key_of(r), *r)).collect();
-    let left_by_key: BTreeMap<String, &CanonRow> = only_left.iter().map(|r| (key_of(r), *r)).collect();
+    let right_by_key: BTreeMap<String, &CanonRow> =
+        only_right.iter().map(|r| (key_of(r), *r)).collect();
+    let left_by_key: BTreeMap<String, &CanonRow> =
+        only_left.iter().map(|r| (key_of(r), *r)).collect();
     let mut out = format!(
         "table {table}: {left_name} has {} rows, {right_name} has {} rows; {} rows only in {left_name}, {} only in {right_name}\n",
         left.len(),
@@ -391,41 +428,55 @@ pub fn diff_rows(
         only_left.len(),
         only_right.len()
     );
-    let show = |out: &mut String, title: &str, rows: &[&CanonRow], other: &BTreeMap<String, &CanonRow>| {
-        out.push_str(&format!("  {title} (first 10):\n"));
-        for row in rows.iter().take(10) {
-            let key = key_of(row);
-            match other.get(&key) {
-                Some(counterpart) if !key_cols.is_empty() => {
-                    // Same key on both sides: show only the differing columns.
-                    let diffs: Vec<String> = columns
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| row[*i] != counterpart[*i])
-                        .map(|(i, c)| {
-                            format!(
-                                "{}: {} vs {}",
-                                c.name,
-                                show_cell(&row[i]),
-                                show_cell(&counterpart[i])
-                            )
-                        })
-                        .collect();
-                    out.push_str(&format!("    [{key}] same key, differs in: {}\n", diffs.join("; ")));
-                }
-                _ => {
-                    let cells: Vec<String> = columns
-                        .iter()
-                        .zip(row.iter())
-                        .map(|(c, v)| format!("{}={}", c.name, show_cell(v)))
-                        .collect();
-                    out.push_str(&format!("    [{key}] {}\n", cells.join(", ")));
+    let show =
+        |out: &mut String, title: &str, rows: &[&CanonRow], other: &BTreeMap<String, &CanonRow>| {
+            out.push_str(&format!("  {title} (first 10):\n"));
+            for row in rows.iter().take(10) {
+                let key = key_of(row);
+                match other.get(&key) {
+                    Some(counterpart) if !key_cols.is_empty() => {
+                        // Same key on both sides: show only the differing columns.
+                        let diffs: Vec<String> = columns
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| row[*i] != counterpart[*i])
+                            .map(|(i, c)| {
+                                format!(
+                                    "{}: {} vs {}",
+                                    c.name,
+                                    show_cell(&row[i]),
+                                    show_cell(&counterpart[i])
+                                )
+                            })
+                            .collect();
+                        out.push_str(&format!(
+                            "    [{key}] same key, differs in: {}\n",
+                            diffs.join("; ")
+                        ));
+                    }
+                    _ => {
+                        let cells: Vec<String> = columns
+                            .iter()
+                            .zip(row.iter())
+                            .map(|(c, v)| format!("{}={}", c.name, show_cell(v)))
+                            .collect();
+                        out.push_str(&format!("    [{key}] {}\n", cells.join(", ")));
+                    }
                 }
             }
-        }
-    };
-    show(&mut out, &format!("only in {left_name}"), &only_left, &right_by_key);
-    show(&mut out, &format!("only in {right_name}"), &only_right, &left_by_key);
+        };
+    show(
+        &mut out,
+        &format!("only in {left_name}"),
+        &only_left,
+        &right_by_key,
+    );
+    show(
+        &mut out,
+        &format!("only in {right_name}"),
+        &only_right,
+        &left_by_key,
+    );
     Some(out)
 }
 
@@ -440,14 +491,23 @@ fn show_cell(cell: &Cell) -> String {
 /// the source table (as multisets of canonical rows, column types as the
 /// mapping says), and DuckDB's merge (`scripts/lake_merge.py`) equals the
 /// Rust merge. Panics with a readable report listing every difference found.
-pub async fn assert_lake_matches_source(db: &TestDb, lake_root: &Path, source: &str, tables: &[&str]) {
+pub async fn assert_lake_matches_source(
+    db: &TestDb,
+    lake_root: &Path,
+    source: &str,
+    tables: &[&str],
+) {
     let lake_tables = load_lake_tables(lake_root, source).await;
     let duck_dir = tempfile::tempdir().expect("temp dir for DuckDB output");
     let duck_tables = duckdb_merge(lake_root, source, duck_dir.path());
     let mut problems = Vec::new();
     let mut summary = Vec::new();
     for &table in tables {
-        let qualified = if table.contains('.') { table.to_string() } else { format!("public.{table}") };
+        let qualified = if table.contains('.') {
+            table.to_string()
+        } else {
+            format!("public.{table}")
+        };
         let columns = source_columns(db, &qualified).await;
         let source_rows = source_rows(db, &qualified, &columns).await;
         let Some(lake) = lake_tables.get(&qualified) else {
@@ -462,8 +522,21 @@ pub async fn assert_lake_matches_source(db: &TestDb, lake_root: &Path, source: &
             ));
             continue;
         };
-        let lake_rows = lake_canon_rows(&format!("lake {qualified}"), lake, &columns, None, &mut problems);
-        if let Some(report) = diff_rows(&qualified, "source", source_rows.clone(), "lake (Rust merge)", lake_rows.clone(), &columns) {
+        let lake_rows = lake_canon_rows(
+            &format!("lake {qualified}"),
+            lake,
+            &columns,
+            None,
+            &mut problems,
+        );
+        if let Some(report) = diff_rows(
+            &qualified,
+            "source",
+            source_rows.clone(),
+            "lake (Rust merge)",
+            lake_rows.clone(),
+            &columns,
+        ) {
             problems.push(report);
         }
         match duck_tables.get(&qualified) {
@@ -518,17 +591,25 @@ pub async fn assert_lake_matches_source(db: &TestDb, lake_root: &Path, source: &
 /// Runs `python3 scripts/lake_merge.py` and reads its per-table Parquet
 /// output with the daemon's reader.
 pub fn duckdb_merge(lake_root: &Path, source: &str, out: &Path) -> BTreeMap<String, LakeTable> {
-    let probe = Command::new("python3").args(["-c", "import duckdb, pyarrow"]).output();
+    let probe = Command::new("python3")
+        .args(["-c", "import duckdb, pyarrow"])
+        .output();
     match probe {
         Ok(o) if o.status.success() => {}
         Ok(o) => panic!(
             "the DuckDB cross-check needs Python's duckdb and pyarrow: pip install duckdb pyarrow\n{}",
             String::from_utf8_lossy(&o.stderr)
         ),
-        Err(e) => panic!("the DuckDB cross-check needs python3 ({e}): install python3, then pip install duckdb pyarrow"),
+        Err(e) => panic!(
+            "the DuckDB cross-check needs python3 ({e}): install python3, then pip install duckdb pyarrow"
+        ),
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lake_merge.py");
-    assert!(script.is_file(), "{} does not exist (the DuckDB merge script)", script.display());
+    assert!(
+        script.is_file(),
+        "{} does not exist (the DuckDB merge script)",
+        script.display()
+    );
     let output = Command::new("python3")
         .arg(&script)
         .arg("--lake")
@@ -550,7 +631,11 @@ pub fn duckdb_merge(lake_root: &Path, source: &str, out: &Path) -> BTreeMap<Stri
     let mut tables = BTreeMap::new();
     for entry in std::fs::read_dir(out).expect("DuckDB output dir") {
         let path = entry.expect("dir entry").path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".parquet")) else {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".parquet"))
+        else {
             continue;
         };
         let (names, rows) = super::lake::read_parquet(&path);
@@ -577,6 +662,79 @@ fn canonical_forms() {
         canon_lake_value(&list, &Value::List(vec![Value::Int32(1), Value::Null])),
         Some(canon_source_text(&list, "[1,null]"))
     );
-    assert_eq!(canon_source_text(&ColumnType::Float32, "0.1"), format!("{:?}", 0.1f32));
-    assert_eq!(canon_lake_value(&ColumnType::Binary, &Value::Bytes(vec![0, 0xab])), Some("00ab".into()));
+    assert_eq!(
+        canon_source_text(&ColumnType::Float32, "0.1"),
+        format!("{:?}", 0.1f32)
+    );
+    assert_eq!(
+        canon_lake_value(&ColumnType::Binary, &Value::Bytes(vec![0, 0xab])),
+        Some("00ab".into())
+    );
+}
+
+/// The checker itself must be able to fail: after a clean catch-up, a change
+/// the daemon never sees (made while it is stopped, then checked without
+/// restarting it) must be reported, naming the table and the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truth_checker_detects_a_divergence() {
+    use std::time::Duration;
+
+    use super::daemon::{InProcessDaemon, TestConfig, wait_caught_up, wait_streaming};
+    use super::postgres::PgCluster;
+
+    let db = PgCluster::shared().create_database("truth_self_test").await;
+    db.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n numeric(10,2), f float8, d date, a text[]);
+         INSERT INTO t VALUES (0, 0, 0, '2000-01-01', '{}')",
+    )
+    .await;
+    let config = TestConfig::new(&db, "app", &["public.t"]);
+    let mut daemon = InProcessDaemon::start(&config);
+    wait_streaming(&db, &config, &mut daemon).await;
+    db.execute(
+        "INSERT INTO t VALUES (1, 1.5, 'NaN', '1999-12-31', ARRAY['x', NULL, 'a,b']), (2, NULL, -0.0, NULL, NULL)",
+    )
+    .await;
+    wait_caught_up(
+        &db,
+        &config.lake,
+        &config.source,
+        Duration::from_secs(120),
+        &mut daemon,
+    )
+    .await;
+    daemon
+        .stop(Duration::from_secs(60))
+        .await
+        .expect("clean stop");
+
+    // Row 0 predates the slot, so it is not in the lake: a missing row.
+    expect_mismatch(&db, &config, "only in source").await;
+    db.execute("DELETE FROM t WHERE id = 0").await;
+    assert_lake_matches_source(&db, &config.lake, &config.source, &["public.t"]).await;
+    // A changed value, shown as a per-column difference of the same key.
+    db.execute("UPDATE t SET n = 1.25 WHERE id = 1").await;
+    expect_mismatch(&db, &config, "n: \"1.25\" vs \"1.50\"").await;
+}
+
+#[cfg(test)]
+async fn expect_mismatch(db: &TestDb, config: &super::daemon::TestConfig, needle: &str) {
+    let (check_db, lake, source) = (db.clone(), config.lake.clone(), config.source.clone());
+    let outcome = tokio::spawn(async move {
+        assert_lake_matches_source(&check_db, &lake, &source, &["public.t"]).await;
+    })
+    .await;
+    let panic =
+        outcome.expect_err("the truth checker accepted a lake that differs from the source");
+    let message = panic
+        .into_panic()
+        .downcast::<String>()
+        .map(|s| *s)
+        .unwrap_or_default();
+    assert!(
+        message.contains("THE LAKE DOES NOT MATCH")
+            && message.contains("public.t")
+            && message.contains(needle),
+        "expected a report containing {needle:?}, got:\n{message}"
+    );
 }

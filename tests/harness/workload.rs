@@ -11,6 +11,8 @@
 //!   key changes and multi-row updates/deletes.
 //! - `events_full`: `REPLICA IDENTITY FULL`, primary-key-changing updates,
 //!   sometimes with a large unchanged TOASTed column.
+//! - `bulk`: only [`big_transaction`] writes it (never truncated), so the
+//!   rows of huge streamed transactions are still there to be checked.
 //!
 //! Transactions: single statements, multi-statement commits, `ROLLBACK`,
 //! `SAVEPOINT` + `ROLLBACK TO SAVEPOINT` (+ `RELEASE`), an occasional
@@ -35,10 +37,13 @@ use tokio_postgres::Client;
 use super::postgres::{pg_error, quote_literal};
 
 /// The tables the workload writes, as `schema.table`.
-pub const TABLES: &[&str] = &["public.orders", "public.docs", "public.line_items", "public.events_full"];
-
-/// Key range used by [`big_transaction`] (never touched by [`Workload`]).
-pub const BULK_ORDER_BASE: i64 = 9_000_000_000;
+pub const TABLES: &[&str] = &[
+    "public.orders",
+    "public.docs",
+    "public.line_items",
+    "public.events_full",
+    "public.bulk",
+];
 
 const DDL: &str = r#"
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'ecstatic', 'with space', 'quo''te');
@@ -99,6 +104,14 @@ CREATE TABLE events_full (
     note     text
 );
 ALTER TABLE events_full REPLICA IDENTITY FULL;
+CREATE TABLE bulk (
+    batch    bigint NOT NULL,
+    n        bigint NOT NULL,
+    qty      int4 NOT NULL,
+    price    numeric(10,2),
+    note     text,
+    PRIMARY KEY (batch, n)
+);
 "#;
 
 /// Which keys exist, per table (restored on ROLLBACK / ROLLBACK TO SAVEPOINT).
@@ -251,7 +264,7 @@ impl Workload {
                 self.finish(client, txn, true).await;
             }
             // TRUNCATE, maybe refilled in the same transaction.
-            93..96 => {
+            93..95 => {
                 let which = self.rng.random_range(0..10);
                 let (sql, tables): (&str, &[&str]) = match which {
                     0..4 => ("TRUNCATE line_items", &["lines"]),
@@ -295,7 +308,9 @@ impl Workload {
                     txn.sql.push(format!(
                         "UPDATE line_items SET qty = qty + 1000, note = 'rolled back' WHERE order_id = {order_id}"
                     ));
-                    txn.sql.push(format!("DELETE FROM line_items WHERE order_id = {order_id} AND line_no % 3 = 0"));
+                    txn.sql.push(format!(
+                        "DELETE FROM line_items WHERE order_id = {order_id} AND line_no % 3 = 0"
+                    ));
                     txn.sql.push("ROLLBACK TO SAVEPOINT big".into());
                     self.model = at_savepoint;
                     self.stats.savepoint_rollbacks += 1;
@@ -374,13 +389,37 @@ impl Workload {
         txn.sql.push(sql);
     }
 
-
     // ----- orders -----
 
     const ORDER_COLUMNS: &'static [&'static str] = &[
-        "c_int2", "c_int4", "c_int8", "c_num", "c_numeric", "c_float4", "c_float8", "c_bool", "c_text",
-        "c_varchar", "c_char", "c_bytea", "c_uuid", "c_json", "c_jsonb", "c_date", "c_time", "c_timetz", "c_ts",
-        "c_tstz", "c_interval", "c_int4arr", "c_textarr", "c_mood", "c_inet", "c_cidr", "c_macaddr", "c_money",
+        "c_int2",
+        "c_int4",
+        "c_int8",
+        "c_num",
+        "c_numeric",
+        "c_float4",
+        "c_float8",
+        "c_bool",
+        "c_text",
+        "c_varchar",
+        "c_char",
+        "c_bytea",
+        "c_uuid",
+        "c_json",
+        "c_jsonb",
+        "c_date",
+        "c_time",
+        "c_timetz",
+        "c_ts",
+        "c_tstz",
+        "c_interval",
+        "c_int4arr",
+        "c_textarr",
+        "c_mood",
+        "c_inet",
+        "c_cidr",
+        "c_macaddr",
+        "c_money",
         "c_posint",
     ];
 
@@ -390,8 +429,16 @@ impl Workload {
         }
         let r = &mut self.rng;
         match column {
-            "c_int2" => pick_int(r, &[i16::MIN as i64, i16::MAX as i64, 0, -1], i16::MIN as i64..=i16::MAX as i64),
-            "c_int4" => pick_int(r, &[i32::MIN as i64, i32::MAX as i64, 0], i32::MIN as i64..=i32::MAX as i64),
+            "c_int2" => pick_int(
+                r,
+                &[i16::MIN as i64, i16::MAX as i64, 0, -1],
+                i16::MIN as i64..=i16::MAX as i64,
+            ),
+            "c_int4" => pick_int(
+                r,
+                &[i32::MIN as i64, i32::MAX as i64, 0],
+                i32::MIN as i64..=i32::MAX as i64,
+            ),
             "c_int8" => pick_int(r, &[i64::MIN, i64::MAX, 0, 1], i64::MIN..=i64::MAX),
             "c_num" => {
                 let v: i64 = r.random_range(-999_999_999_999..=999_999_999_999);
@@ -419,12 +466,28 @@ impl Workload {
                 } else {
                     let int: i64 = r.random_range(-1_000_000_000..1_000_000_000);
                     let frac_digits = r.random_range(0..12);
-                    let frac: String = (0..frac_digits).map(|_| char::from(b'0' + r.random_range(0..10u8))).collect();
-                    if frac.is_empty() { format!("'{int}'") } else { format!("'{int}.{frac}'") }
+                    let frac: String = (0..frac_digits)
+                        .map(|_| char::from(b'0' + r.random_range(0..10u8)))
+                        .collect();
+                    if frac.is_empty() {
+                        format!("'{int}'")
+                    } else {
+                        format!("'{int}.{frac}'")
+                    }
                 }
             }
             "c_float4" => {
-                let specials = [0.0f32, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN_POSITIVE, 0.1, 1.0 / 3.0];
+                let specials = [
+                    0.0f32,
+                    -0.0,
+                    f32::NAN,
+                    f32::INFINITY,
+                    f32::NEG_INFINITY,
+                    f32::MAX,
+                    f32::MIN_POSITIVE,
+                    0.1,
+                    1.0 / 3.0,
+                ];
                 let v = if r.random_bool(0.3) {
                     specials[r.random_range(0..specials.len())]
                 } else {
@@ -433,7 +496,18 @@ impl Workload {
                 format!("{}::float4", float_literal(v as f64, format!("{v:e}")))
             }
             "c_float8" => {
-                let specials = [0.0f64, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN_POSITIVE, 5e-324, 0.1, 1.0 / 3.0];
+                let specials = [
+                    0.0f64,
+                    -0.0,
+                    f64::NAN,
+                    f64::INFINITY,
+                    f64::NEG_INFINITY,
+                    f64::MAX,
+                    f64::MIN_POSITIVE,
+                    5e-324,
+                    0.1,
+                    1.0 / 3.0,
+                ];
                 let v = if r.random_bool(0.3) {
                     specials[r.random_range(0..specials.len())]
                 } else {
@@ -446,7 +520,9 @@ impl Workload {
             "c_varchar" => quote_literal(&random_text(r, 0..41)),
             "c_char" => {
                 let len = r.random_range(0..=8);
-                let s: String = (0..len).map(|_| char::from(r.random_range(b'a'..=b'z'))).collect();
+                let s: String = (0..len)
+                    .map(|_| char::from(r.random_range(b'a'..=b'z')))
+                    .collect();
                 quote_literal(&s)
             }
             "c_bytea" => {
@@ -460,7 +536,14 @@ impl Workload {
             "c_uuid" => {
                 let b: [u8; 16] = r.random();
                 let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                format!("'{}-{}-{}-{}-{}'", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+                format!(
+                    "'{}-{}-{}-{}-{}'",
+                    &h[0..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..32]
+                )
             }
             // json keeps its input text verbatim (spacing, key order, duplicates).
             "c_json" => {
@@ -491,7 +574,8 @@ impl Workload {
                     return "'0044-03-15 BC'".into();
                 }
                 let days = r.random_range(-719_162..2_932_896); // 0001-01-01 .. 9999-12-31
-                let date = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(days);
+                let date = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
+                    + chrono::Duration::days(days);
                 format!("'{}'", date.format("%Y-%m-%d"))
             }
             "c_time" => {
@@ -519,7 +603,10 @@ impl Workload {
                         time_text(r.random_range(0..86_400_000_000))
                     ),
                     format!("{} days", r.random_range(-1000..1000)),
-                    format!("{} microseconds", r.random_range(-10_000_000i64..10_000_000)),
+                    format!(
+                        "{} microseconds",
+                        r.random_range(-10_000_000i64..10_000_000)
+                    ),
                     "0".to_string(),
                 ];
                 format!("'{}'::interval", forms[r.random_range(0..forms.len())])
@@ -547,8 +634,20 @@ impl Workload {
             }
             "c_inet" => {
                 let forms = [
-                    format!("{}.{}.{}.{}", r.random::<u8>(), r.random::<u8>(), r.random::<u8>(), r.random::<u8>()),
-                    format!("10.{}.{}.{}/{}", r.random::<u8>(), r.random::<u8>(), r.random::<u8>(), r.random_range(8..=32)),
+                    format!(
+                        "{}.{}.{}.{}",
+                        r.random::<u8>(),
+                        r.random::<u8>(),
+                        r.random::<u8>(),
+                        r.random::<u8>()
+                    ),
+                    format!(
+                        "10.{}.{}.{}/{}",
+                        r.random::<u8>(),
+                        r.random::<u8>(),
+                        r.random::<u8>(),
+                        r.random_range(8..=32)
+                    ),
                     format!("2001:db8::{:x}", r.random::<u16>()),
                     "::1".to_string(),
                 ];
@@ -559,7 +658,13 @@ impl Workload {
                     format!("10.{}.0.0/16", r.random::<u8>()),
                     format!("192.168.{}.0/24", r.random::<u8>()),
                     "2001:db8::/32".to_string(),
-                    format!("{}.{}.{}.{}/32", r.random::<u8>(), r.random::<u8>(), r.random::<u8>(), r.random::<u8>()),
+                    format!(
+                        "{}.{}.{}.{}/32",
+                        r.random::<u8>(),
+                        r.random::<u8>(),
+                        r.random::<u8>(),
+                        r.random::<u8>()
+                    ),
                 ];
                 format!("'{}'::cidr", forms[r.random_range(0..forms.len())])
             }
@@ -570,7 +675,10 @@ impl Workload {
             }
             "c_money" => {
                 let cents: i64 = r.random_range(-100_000_000_000..100_000_000_000);
-                format!("'{}'::money", super::truth::format_decimal(cents as i128, 2))
+                format!(
+                    "'{}'::money",
+                    super::truth::format_decimal(cents as i128, 2)
+                )
             }
             "c_posint" => r.random_range(0..=i32::MAX).to_string(),
             other => panic!("no generator for {other}"),
@@ -602,7 +710,10 @@ impl Workload {
         let mut sets = Vec::new();
         for _ in 0..n {
             let col = Self::ORDER_COLUMNS[self.rng.random_range(0..Self::ORDER_COLUMNS.len())];
-            if sets.iter().any(|s: &String| s.starts_with(&format!("{col} ="))) {
+            if sets
+                .iter()
+                .any(|s: &String| s.starts_with(&format!("{col} =")))
+            {
                 continue;
             }
             let value = self.order_value(col);
@@ -653,7 +764,9 @@ impl Workload {
         let body = self.doc_body();
         let title = quote_literal(&random_text(&mut self.rng, 1..30));
         let tags = random_text_array(&mut self.rng);
-        format!("INSERT INTO docs (id, title, body, version, tags) VALUES ({id}, {title}, {body}, 1, {tags})")
+        format!(
+            "INSERT INTO docs (id, title, body, version, tags) VALUES ({id}, {title}, {body}, 1, {tags})"
+        )
     }
 
     fn update_doc(&mut self) -> String {
@@ -698,7 +811,10 @@ impl Workload {
             let price = if self.rng.random_bool(0.1) {
                 "NULL".to_string()
             } else {
-                super::truth::format_decimal(self.rng.random_range(-99_999_999..99_999_999i64) as i128, 2)
+                super::truth::format_decimal(
+                    self.rng.random_range(-99_999_999..99_999_999i64) as i128,
+                    2,
+                )
             };
             let note = if self.rng.random_bool(0.2) {
                 "NULL".to_string()
@@ -707,7 +823,10 @@ impl Workload {
             };
             rows.push(format!("({order_id}, {line}, {qty}, {price}, {note})"));
         }
-        format!("INSERT INTO line_items (order_id, line_no, qty, price, note) VALUES {}", rows.join(", "))
+        format!(
+            "INSERT INTO line_items (order_id, line_no, qty, price, note) VALUES {}",
+            rows.join(", ")
+        )
     }
 
     /// The highest line number of an order (0 when it has none).
@@ -723,10 +842,15 @@ impl Workload {
         let (order_id, line) = pick(&mut self.rng, &self.model.lines).expect("non-empty");
         if self.rng.random_bool(0.3) {
             // Every line of the order.
-            format!("UPDATE line_items SET qty = qty + 1, price = round(price / 2, 2) WHERE order_id = {order_id}")
+            format!(
+                "UPDATE line_items SET qty = qty + 1, price = round(price / 2, 2) WHERE order_id = {order_id}"
+            )
         } else {
             let note = quote_literal(&random_text(&mut self.rng, 0..40));
-            format!("UPDATE line_items SET note = {note}, qty = {} WHERE order_id = {order_id} AND line_no = {line}", self.rng.random_range(0..1000))
+            format!(
+                "UPDATE line_items SET note = {note}, qty = {} WHERE order_id = {order_id} AND line_no = {line}",
+                self.rng.random_range(0..1000)
+            )
         }
     }
 
@@ -735,7 +859,9 @@ impl Workload {
         let new_line = self.last_line(order_id) + 1;
         self.model.lines.remove(&(order_id, line));
         self.model.lines.insert((order_id, new_line));
-        format!("UPDATE line_items SET line_no = {new_line} WHERE order_id = {order_id} AND line_no = {line}")
+        format!(
+            "UPDATE line_items SET line_no = {new_line} WHERE order_id = {order_id} AND line_no = {line}"
+        )
     }
 
     fn delete_lines(&mut self) -> String {
@@ -774,11 +900,20 @@ impl Workload {
         let id = self.fresh_id();
         self.model.events.insert(id);
         let code = quote_literal(&random_text(&mut self.rng, 1..12));
-        let amount = format!("{}::float8", float_literal(self.rng.random::<f64>() * 1e6, String::new()));
-        let payload = quote_literal(&format!("{{\"n\": {}, \"s\": {}}}", self.rng.random_range(0..1000), serde_json::to_string(&random_text(&mut self.rng, 0..10)).expect("json")));
+        let amount = format!(
+            "{}::float8",
+            float_literal(self.rng.random::<f64>() * 1e6, String::new())
+        );
+        let payload = quote_literal(&format!(
+            "{{\"n\": {}, \"s\": {}}}",
+            self.rng.random_range(0..1000),
+            serde_json::to_string(&random_text(&mut self.rng, 0..10)).expect("json")
+        ));
         let tags = random_text_array(&mut self.rng);
         let note = self.event_note();
-        format!("INSERT INTO events_full (id, code, amount, payload, tags, note) VALUES ({id}, {code}, {amount}, {payload}, {tags}, {note})")
+        format!(
+            "INSERT INTO events_full (id, code, amount, payload, tags, note) VALUES ({id}, {code}, {amount}, {payload}, {tags}, {note})"
+        )
     }
 
     fn update_event(&mut self) -> String {
@@ -817,15 +952,15 @@ pub enum BigTxnEnd {
     CommitAfterSavepointRollback,
 }
 
-/// One huge transaction: `rows` line items for order `BULK_ORDER_BASE + n`
-/// via `INSERT … SELECT generate_series` (with `logical_decoding_work_mem =
-/// 64kB` it is streamed while in progress). Use a distinct `n` per call.
-pub async fn big_transaction(client: &Client, n: i64, rows: u64, end: BigTxnEnd) {
-    let order_id = BULK_ORDER_BASE + n;
+/// One huge transaction: `rows` rows of batch `batch` into table `bulk`
+/// (never truncated by [`Workload`], so they stay to be checked) via
+/// `INSERT … SELECT generate_series`; with `logical_decoding_work_mem =
+/// 64kB` it is streamed while in progress. Use a distinct `batch` per call.
+pub async fn big_transaction(client: &Client, batch: i64, rows: u64, end: BigTxnEnd) {
     let insert = |from: u64, to: u64| {
         format!(
-            "INSERT INTO line_items (order_id, line_no, qty, price, note) \
-             SELECT {order_id}, g, g % 1000, (g % 1000000) / 100.0, \
+            "INSERT INTO bulk (batch, n, qty, price, note) \
+             SELECT {batch}, g, g % 1000, (g % 1000000) / 100.0, \
                     CASE WHEN g % 10 = 0 THEN NULL ELSE 'bulk row ' || g END \
              FROM generate_series({from}, {to}) g"
         )
@@ -882,7 +1017,22 @@ fn float_literal(v: f64, text: String) -> String {
 /// backslashes, braces, commas, newlines, multi-byte UTF-8, and words like
 /// `NULL`.
 pub fn random_text(r: &mut StdRng, len: std::ops::Range<usize>) -> String {
-    const WORDS: &[&str] = &["NULL", "null", "", " ", "a,b", "{x}", "\"q\"", "back\\slash", "it's", "é", "日本語", "🦀", "\t", "\n"];
+    const WORDS: &[&str] = &[
+        "NULL",
+        "null",
+        "",
+        " ",
+        "a,b",
+        "{x}",
+        "\"q\"",
+        "back\\slash",
+        "it's",
+        "é",
+        "日本語",
+        "🦀",
+        "\t",
+        "\n",
+    ];
     if r.random_bool(0.1) {
         let w = WORDS[r.random_range(0..WORDS.len())];
         if w.chars().count() < len.end {
@@ -890,17 +1040,25 @@ pub fn random_text(r: &mut StdRng, len: std::ops::Range<usize>) -> String {
         }
     }
     const CHARS: &[char] = &[
-        'a', 'b', 'c', 'x', 'y', 'z', 'A', 'Z', '0', '9', ' ', ',', '{', '}', '"', '\'', '\\', '\n', 'é', 'ß', '中',
-        '🦀', '-', '.', ':', '[', ']',
+        'a', 'b', 'c', 'x', 'y', 'z', 'A', 'Z', '0', '9', ' ', ',', '{', '}', '"', '\'', '\\',
+        '\n', 'é', 'ß', '中', '🦀', '-', '.', ':', '[', ']',
     ];
-    let n = if len.is_empty() { len.start } else { r.random_range(len) };
-    (0..n).map(|_| CHARS[r.random_range(0..CHARS.len())]).collect()
+    let n = if len.is_empty() {
+        len.start
+    } else {
+        r.random_range(len)
+    };
+    (0..n)
+        .map(|_| CHARS[r.random_range(0..CHARS.len())])
+        .collect()
 }
 
 /// Random letters and digits (incompressible enough for pglz).
 pub fn random_alnum(r: &mut StdRng, len: usize) -> String {
     const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    (0..len).map(|_| char::from(ALNUM[r.random_range(0..ALNUM.len())])).collect()
+    (0..len)
+        .map(|_| char::from(ALNUM[r.random_range(0..ALNUM.len())]))
+        .collect()
 }
 
 fn random_text_array(r: &mut StdRng) -> String {
@@ -937,7 +1095,9 @@ fn time_text(micros: i64) -> String {
 fn timestamp_text(r: &mut StdRng) -> String {
     // 1800-01-01 .. 2200-01-01, microsecond precision.
     let micros: i64 = r.random_range(-5_364_662_400_000_000..7_258_118_400_000_000);
-    let dt: NaiveDateTime = chrono::DateTime::from_timestamp_micros(micros).expect("in range").naive_utc();
+    let dt: NaiveDateTime = chrono::DateTime::from_timestamp_micros(micros)
+        .expect("in range")
+        .naive_utc();
     dt.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 

@@ -184,7 +184,7 @@ impl PostgresSource {
                 start_lsn,
                 spill_dir,
                 memory_budget_bytes: config.txn_memory_mb * 1024 * 1024,
-                channel_capacity: 64,
+                channel_capacity: 4,
             },
             Some(std::sync::Arc::new(client)),
         )
