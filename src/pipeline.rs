@@ -146,7 +146,9 @@ enum Wake {
 }
 
 /// Completes when the in-flight flush does; never when there is none.
-async fn wait_flight(flight: &mut Option<InFlight>) -> Result<Result<Manifest, SinkError>, tokio::task::JoinError> {
+async fn wait_flight(
+    flight: &mut Option<InFlight>,
+) -> Result<Result<Manifest, SinkError>, tokio::task::JoinError> {
     match flight {
         Some(f) => (&mut f.handle).await,
         None => std::future::pending().await,

@@ -22,7 +22,11 @@ impl TmpfsMount {
             .arg(dir)
             .status()
             .expect("running mount");
-        assert!(status.success(), "mounting a tmpfs on {} failed: this test needs root (CI runs as root)", dir.display());
+        assert!(
+            status.success(),
+            "mounting a tmpfs on {} failed: this test needs root (CI runs as root)",
+            dir.display()
+        );
         TmpfsMount(dir.to_path_buf())
     }
 
@@ -45,7 +49,8 @@ impl Drop for TmpfsMount {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_sink_stops_without_advancing_the_checkpoint() {
     let db = PgCluster::shared().create_database("full_sink").await;
-    db.execute("CREATE TABLE blobs (id int PRIMARY KEY, payload text)").await;
+    db.execute("CREATE TABLE blobs (id int PRIMARY KEY, payload text)")
+        .await;
     let mut config = TestConfig::new(&db, "app", &["blobs"]);
     config.flush_interval_ms = 100;
     let mount = TmpfsMount::new(&config.lake, "1m");
@@ -63,22 +68,39 @@ async fn full_sink_stops_without_advancing_the_checkpoint() {
         .await;
     }
     let status = daemon.wait(Duration::from_secs(60));
-    assert!(!status.success(), "the daemon must stop when the sink is full");
+    assert!(
+        !status.success(),
+        "the daemon must stop when the sink is full"
+    );
     let log = daemon.log_text(40);
-    assert!(log.contains("no space left on device") && log.contains("free space"), "{log}");
+    assert!(
+        log.contains("no space left on device") && log.contains("free space"),
+        "{log}"
+    );
 
     // Whatever the checkpoint says is durable really is: every manifest's
     // files exist and the checkpoint does not point past the last manifest.
     let manifests = assert_manifests_sound(&config.lake, &config.source);
     if let Some(checkpoint) = crate::harness::lake::read_checkpoint(&config.lake, &config.source) {
         let seq = checkpoint["manifest_seq"].as_u64().unwrap();
-        assert!(seq as usize <= manifests.len(), "checkpoint {checkpoint} is ahead of {} manifests", manifests.len());
+        assert!(
+            seq as usize <= manifests.len(),
+            "checkpoint {checkpoint} is ahead of {} manifests",
+            manifests.len()
+        );
     }
 
     // Free space, restart: the lake completes and equals the source.
     mount.grow("256m");
     daemon.restart();
-    wait_caught_up(&db, &config.lake, &config.source, Duration::from_secs(120), &mut daemon).await;
+    wait_caught_up(
+        &db,
+        &config.lake,
+        &config.source,
+        Duration::from_secs(120),
+        &mut daemon,
+    )
+    .await;
     daemon.stop_gracefully(Duration::from_secs(30));
     assert_lake_matches_source(&db, &config.lake, &config.source, &["public.blobs"]).await;
 }

@@ -44,7 +44,13 @@ impl Log {
         self.ordinal = 0;
     }
 
-    fn env(&mut self, table: &Arc<TableSchema>, op: Op, after: Option<Row>, before: Option<Row>) -> Envelope {
+    fn env(
+        &mut self,
+        table: &Arc<TableSchema>,
+        op: Op,
+        after: Option<Row>,
+        before: Option<Row>,
+    ) -> Envelope {
         self.ordinal += 1;
         Envelope {
             op,
@@ -59,7 +65,8 @@ impl Log {
                 xid: Some(self.lsn / 0x100),
                 change_lsn: Some(self.lsn + self.ordinal),
                 // One day per transaction, so files land in several date= dirs.
-                commit_ts_micros: 1_700_000_000_000_000 + (self.lsn / 0x100) as i64 * 86_400_000_000,
+                commit_ts_micros: 1_700_000_000_000_000
+                    + (self.lsn / 0x100) as i64 * 86_400_000_000,
             },
         }
     }
@@ -108,7 +115,11 @@ fn types_row(i: i64, salt: i64) -> Row {
         Value::List(vec![Value::Int32(salt as i32), Value::Null]),
         Value::List(vec![text("a"), text(&salt.to_string())]),
         Value::List(vec![Value::List(vec![i64v(salt)]), Value::List(vec![])]),
-        if salt % 3 == 0 { Value::Null } else { text("sometimes") },
+        if salt % 3 == 0 {
+            Value::Null
+        } else {
+            text("sometimes")
+        },
     ]
 }
 
@@ -199,7 +210,11 @@ async fn write_lake(root: &Path) {
         batch.push(log.env(
             &items_v1,
             Op::Read,
-            Some(vec![i64v(i), text(&format!("item {i}")), text(&format!("doc {i}"))]),
+            Some(vec![
+                i64v(i),
+                text(&format!("item {i}")),
+                text(&format!("doc {i}")),
+            ]),
             None,
         ));
         batch.push(log.env(&types, Op::Read, Some(types_row(i, i)), None));
@@ -307,7 +322,12 @@ async fn write_lake(root: &Path) {
     let mut e = log.env(
         &items_v2,
         Op::Update,
-        Some(vec![i64v(4), text("back again"), Value::Null, Value::Int32(4)]),
+        Some(vec![
+            i64v(4),
+            text("back again"),
+            Value::Null,
+            Value::Int32(4),
+        ]),
         None,
     );
     e.unchanged = vec![2];
@@ -367,7 +387,11 @@ async fn duckdb_merge_matches_the_rust_reference() {
         let (columns, rows) = read_parquet_rows(bytes.into()).unwrap();
         let expected: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(columns, expected, "{name}: columns");
-        assert_eq!(canonical(rows), canonical(table.rows.clone()), "{name}: rows");
+        assert_eq!(
+            canonical(rows),
+            canonical(table.rows.clone()),
+            "{name}: rows"
+        );
     }
     // Spot checks of the rules themselves (both sides agree, so check one).
     let items = reference.table("public.items").unwrap();

@@ -5,14 +5,14 @@
 //! whole binary, with a fresh database per test; DuckDB through its Python
 //! wheel for the merge cross-check.
 
-mod harness;
-mod truth_randomized;
-mod crash_kill9;
-mod clean_restart;
-mod lake_merge;
 mod bad_config;
 mod bad_server;
-mod unreachable_host;
-mod full_sink;
-mod unencodable_value;
 mod checkpoint_cli;
+mod clean_restart;
+mod crash_kill9;
+mod full_sink;
+mod harness;
+mod lake_merge;
+mod truth_randomized;
+mod unencodable_value;
+mod unreachable_host;

@@ -222,7 +222,8 @@ impl DaemonProcess {
             .arg(&self.config_path)
             .env(
                 "TRIBUTARY_LOG",
-                std::env::var("TRIBUTARY_LOG").unwrap_or_else(|_| "info,tributary=debug".into()),
+                std::env::var("TRIBUTARY_LOG")
+                    .unwrap_or_else(|_| "info,tributary=debug,pg_walstream=warn".into()),
             )
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -348,7 +349,7 @@ pub fn init_test_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pg_walstream=warn"));
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
