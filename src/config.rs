@@ -18,12 +18,14 @@ use serde::Deserialize;
 /// commit-to-lake latency p99 under one second while producing at most two
 /// files per table per second.
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 500;
-/// Rows buffered before a flush: 100K narrow rows encode to a few MB of
-/// Parquet, big enough for efficient scans, small enough to bound memory.
+/// Rows buffered before a flush: 50K narrow rows encode to about 1-2 MB of
+/// Parquet, big enough for efficient scans, small enough that the batch being
+/// filled and the batch being written fit the 150 MB RSS budget together.
 pub const DEFAULT_FLUSH_ROWS: usize = 50_000;
-/// Bytes buffered (in-memory Arrow estimate) before a flush: 64 MiB keeps the
-/// daemon's peak RSS well under 150 MB even with wide rows.
-pub const DEFAULT_FLUSH_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes buffered (in-memory estimate) before a flush: 32 MiB, so that with
+/// wide rows two batches (one filling, one being written) stay well under the
+/// 150 MB RSS budget.
+pub const DEFAULT_FLUSH_BYTES: usize = 32 * 1024 * 1024;
 /// Memory for buffering streamed (in-progress) transactions before spilling to
 /// disk: 16 MiB. Spilling is sequential I/O and cheap; memory is what the
 /// 150 MB RSS budget cannot spare when a huge transaction arrives.
