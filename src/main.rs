@@ -8,11 +8,6 @@ use tokio_util::sync::CancellationToken;
 use tributary::cli::{CheckpointAction, Cli, Command};
 use tributary::config::{Config, LogFormat};
 
-/// mimalloc returns freed memory to the OS far better than glibc's per-thread
-/// arenas under tokio's thread pool, which keeps the daemon's RSS flat.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -17,7 +17,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    ArrayBuilder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    make_builder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
@@ -76,19 +79,24 @@ impl OpCounts {
 }
 
 /// Buffered changes of one (table, fingerprint), column by column.
-#[derive(Debug, Clone)]
 pub struct DeltaBuilder {
     table: Arc<TableSchema>,
     source: String,
-    data: Vec<Vec<Value>>,
+    /// One Arrow builder per data column (compact: no per-value enum), kept
+    /// until the flush is durable; `finish` clones their contents so a
+    /// retried flush encodes the same bytes.
+    data: Vec<Box<dyn ArrayBuilder>>,
     ops: Vec<Op>,
-    pos: Vec<String>,
-    commit_lsn: Vec<i64>,
-    lsn: Vec<Option<i64>>,
-    xid: Vec<Option<i64>>,
-    commit_ts: Vec<i64>,
-    unchanged: Vec<Vec<String>>,
-    before: Vec<Option<String>>,
+    pos: StringBuilder,
+    first_pos: Option<String>,
+    last_pos: Option<String>,
+    commit_lsn: Int64Builder,
+    lsn: Int64Builder,
+    xid: Int64Builder,
+    commit_ts: TimestampMicrosecondBuilder,
+    first_commit_ts: Option<i64>,
+    unchanged: ListBuilder<StringBuilder>,
+    before: StringBuilder,
     counts: OpCounts,
     approx_bytes: usize,
 }
@@ -122,21 +130,38 @@ pub fn arrow_schema(table: &TableSchema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+impl std::fmt::Debug for DeltaBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaBuilder")
+            .field("table", &self.table.qualified_name())
+            .field("rows", &self.ops.len())
+            .field("approx_bytes", &self.approx_bytes)
+            .finish()
+    }
+}
+
 impl DeltaBuilder {
     pub fn new(table: Arc<TableSchema>, source: &str) -> DeltaBuilder {
-        let width = table.columns.len();
+        let data = table
+            .columns
+            .iter()
+            .map(|c| make_builder(&c.data_type.arrow_type(), 1024))
+            .collect();
         DeltaBuilder {
             table,
             source: source.to_string(),
-            data: vec![Vec::new(); width],
+            data,
             ops: Vec::new(),
-            pos: Vec::new(),
-            commit_lsn: Vec::new(),
-            lsn: Vec::new(),
-            xid: Vec::new(),
-            commit_ts: Vec::new(),
-            unchanged: Vec::new(),
-            before: Vec::new(),
+            pos: StringBuilder::new(),
+            first_pos: None,
+            last_pos: None,
+            commit_lsn: Int64Builder::new(),
+            lsn: Int64Builder::new(),
+            xid: Int64Builder::new(),
+            commit_ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            first_commit_ts: None,
+            unchanged: ListBuilder::new(StringBuilder::new()),
+            before: StringBuilder::new(),
             counts: OpCounts::default(),
             approx_bytes: 0,
         }
@@ -161,14 +186,12 @@ impl DeltaBuilder {
 
     /// Smallest and largest `_pos` buffered (sort keys).
     pub fn pos_range(&self) -> Option<(&str, &str)> {
-        let first = self.pos.iter().min()?;
-        let last = self.pos.iter().max()?;
-        Some((first, last))
+        Some((self.first_pos.as_deref()?, self.last_pos.as_deref()?))
     }
 
     /// Commit timestamp (µs) of the first buffered row.
     pub fn first_commit_ts(&self) -> Option<i64> {
-        self.commit_ts.first().copied()
+        self.first_commit_ts
     }
 
     /// True when every buffered row came from a snapshot (`r`).
@@ -259,23 +282,46 @@ impl DeltaBuilder {
 
         // Everything checked: buffer.
         let mut size = 64 + before.as_ref().map_or(0, String::len);
-        for (i, column) in self.data.iter_mut().enumerate() {
+        for (i, (column, builder)) in self
+            .table
+            .columns
+            .iter()
+            .zip(self.data.iter_mut())
+            .enumerate()
+        {
             let value = match image {
-                Some(row) if !env.unchanged.contains(&i) || env.op == Op::Delete => row[i].clone(),
-                _ => Value::Null,
+                Some(row) if !env.unchanged.contains(&i) || env.op == Op::Delete => &row[i],
+                _ => &Value::Null,
             };
-            size += values::approx_size(&value);
-            column.push(value);
+            size += values::approx_size(value);
+            values::append(builder.as_mut(), &column.data_type, value).map_err(|detail| {
+                SinkError::Encode {
+                    table: self.table.qualified_name(),
+                    message: format!("column {}: {detail}", column.name),
+                }
+            })?;
         }
         size += unchanged.iter().map(|u| u.len() + 4).sum::<usize>();
+        let pos = env.position.sort_key();
+        if self.first_pos.as_ref().is_none_or(|p| pos < *p) {
+            self.first_pos = Some(pos.clone());
+        }
+        if self.last_pos.as_ref().is_none_or(|p| pos > *p) {
+            self.last_pos = Some(pos.clone());
+        }
         self.ops.push(env.op);
-        self.pos.push(env.position.sort_key());
-        self.commit_lsn.push(commit_lsn);
-        self.lsn.push(lsn);
-        self.xid.push(xid);
-        self.commit_ts.push(env.source.commit_ts_micros);
-        self.unchanged.push(unchanged);
-        self.before.push(before);
+        self.pos.append_value(&pos);
+        self.commit_lsn.append_value(commit_lsn);
+        self.lsn.append_option(lsn);
+        self.xid.append_option(xid);
+        self.commit_ts.append_value(env.source.commit_ts_micros);
+        self.first_commit_ts
+            .get_or_insert(env.source.commit_ts_micros);
+        for name in &unchanged {
+            self.unchanged.values().append_value(name);
+        }
+        self.unchanged.append(true);
+        self.before.append_option(before);
         self.counts.add(env.op);
         self.approx_bytes += size;
         Ok(())
@@ -290,47 +336,19 @@ impl DeltaBuilder {
 
     /// The buffered rows as one Arrow batch (the builder keeps them).
     pub fn finish(&self) -> Result<RecordBatch, SinkError> {
-        let mut arrays: Vec<ArrayRef> =
-            Vec::with_capacity(self.data.len() + METADATA_COLUMNS.len());
-        for (column, data) in self.table.columns.iter().zip(&self.data) {
-            let refs: Vec<&Value> = data.iter().collect();
-            arrays.push(
-                values::to_array(&column.data_type, &refs).map_err(|e| self.encode_error(e))?,
-            );
+        let mut arrays: Vec<ArrayRef> = self.data.iter().map(|b| b.finish_cloned()).collect();
+        let mut ops = StringBuilder::with_capacity(self.ops.len(), self.ops.len());
+        for op in &self.ops {
+            ops.append_value(op.code());
         }
-        let strings = |items: &mut dyn Iterator<Item = Option<&str>>| -> ArrayRef {
-            let mut b = StringBuilder::new();
-            for item in items {
-                b.append_option(item);
-            }
-            Arc::new(b.finish())
-        };
-        let ints = |items: &mut dyn Iterator<Item = Option<i64>>| -> ArrayRef {
-            let mut b = Int64Builder::new();
-            for item in items {
-                b.append_option(item);
-            }
-            Arc::new(b.finish())
-        };
-        arrays.push(strings(&mut self.ops.iter().map(|o| Some(o.code()))));
-        arrays.push(strings(&mut self.pos.iter().map(|p| Some(p.as_str()))));
-        arrays.push(ints(&mut self.commit_lsn.iter().map(|v| Some(*v))));
-        arrays.push(ints(&mut self.lsn.iter().copied()));
-        arrays.push(ints(&mut self.xid.iter().copied()));
-        let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-        for v in &self.commit_ts {
-            ts.append_value(*v);
-        }
-        arrays.push(Arc::new(ts.finish()));
-        let mut unchanged = ListBuilder::new(StringBuilder::new());
-        for names in &self.unchanged {
-            for name in names {
-                unchanged.values().append_value(name);
-            }
-            unchanged.append(true);
-        }
-        arrays.push(Arc::new(unchanged.finish()));
-        arrays.push(strings(&mut self.before.iter().map(|b| b.as_deref())));
+        arrays.push(Arc::new(ops.finish()));
+        arrays.push(Arc::new(self.pos.finish_cloned()));
+        arrays.push(Arc::new(self.commit_lsn.finish_cloned()));
+        arrays.push(Arc::new(self.lsn.finish_cloned()));
+        arrays.push(Arc::new(self.xid.finish_cloned()));
+        arrays.push(Arc::new(self.commit_ts.finish_cloned()));
+        arrays.push(Arc::new(self.unchanged.finish_cloned()));
+        arrays.push(Arc::new(self.before.finish_cloned()));
         RecordBatch::try_new(arrow_schema(&self.table), arrays).map_err(|e| self.encode_error(e))
     }
 

@@ -102,9 +102,11 @@ impl LakeSink {
             }
             Err(error) => {
                 // Put the buffers back so a retry writes the same content.
-                self.next_seq = sealed.seq;
-                self.builders = Arc::try_unwrap(sealed.builders)
-                    .unwrap_or_else(|still_shared| (*still_shared).clone());
+                // The encoder task has finished, so the buffers are ours again.
+                if let Ok(builders) = Arc::try_unwrap(sealed.builders) {
+                    self.next_seq = sealed.seq;
+                    self.builders = builders;
+                }
                 Err(error)
             }
         }

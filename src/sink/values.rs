@@ -2,21 +2,16 @@
 //!
 //! Sits between the envelope and the delta file: [`super::delta_writer`]
 //! checks every value with [`check`] when it is buffered (so a mismatch is
-//! reported with its table, column and position, never dropped), and turns
-//! whole columns into Arrow arrays with [`to_array`] when the batch is
-//! encoded. The Arrow type of a column is always
+//! reported with its table, column and position, never dropped), then
+//! appends it to the column's Arrow builder with [`append`], so a buffered
+//! batch is already compact Arrow data. The Arrow type of a column is always
 //! [`ColumnType::arrow_type`], including nested lists.
 
-use std::sync::Arc;
-
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
-    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, ListArray};
-use arrow_buffer::{NullBuffer, OffsetBuffer};
-use arrow_schema::{ArrowError, Field};
 
 use crate::envelope::Value;
 use crate::schema::ColumnType;
@@ -87,26 +82,34 @@ pub fn check(value: &Value, ty: &ColumnType) -> Result<(), String> {
     }
 }
 
-/// Builds the Arrow array of type `ty.arrow_type()` holding `values`, which
-/// must have passed [`check`].
-pub fn to_array(ty: &ColumnType, values: &[&Value]) -> Result<ArrayRef, ArrowError> {
-    let mismatch = |v: &Value| {
-        ArrowError::InvalidArgumentError(format!("unchecked {} value for {ty}", kind(v)))
-    };
+/// Appends one value (which passed [`check`]) to a builder made by
+/// `arrow_array::builder::make_builder(&ty.arrow_type(), _)`.
+pub fn append(
+    builder: &mut dyn ArrayBuilder,
+    ty: &ColumnType,
+    value: &Value,
+) -> Result<(), String> {
+    fn downcast<'a, B: 'static>(
+        builder: &'a mut dyn ArrayBuilder,
+        ty: &ColumnType,
+    ) -> Result<&'a mut B, String> {
+        builder
+            .as_any_mut()
+            .downcast_mut::<B>()
+            .ok_or_else(|| format!("internal: the builder does not match column type {ty}"))
+    }
+    let mismatch = |v: &Value| format!("unchecked {} value for {ty}", kind(v));
     macro_rules! primitive {
         ($builder:ty, $($pat:pat => $out:expr),+) => {{
-            let mut b = <$builder>::with_capacity(values.len());
-            for v in values {
-                match v {
-                    Value::Null => b.append_null(),
-                    $($pat => b.append_value($out),)+
-                    other => return Err(mismatch(other)),
-                }
+            let b = downcast::<$builder>(builder, ty)?;
+            match value {
+                Value::Null => b.append_null(),
+                $($pat => b.append_value($out),)+
+                other => return Err(mismatch(other)),
             }
-            Arc::new(b.finish()) as ArrayRef
         }};
     }
-    Ok(match ty {
+    match ty {
         ColumnType::Bool => primitive!(BooleanBuilder, Value::Bool(x) => *x),
         ColumnType::Int16 => primitive!(Int16Builder, Value::Int16(x) => *x),
         ColumnType::Int32 => {
@@ -118,83 +121,29 @@ pub fn to_array(ty: &ColumnType, values: &[&Value]) -> Result<ArrayRef, ArrowErr
         ColumnType::Float64 => {
             primitive!(Float64Builder, Value::Float32(x) => f64::from(*x), Value::Float64(x) => *x)
         }
-        ColumnType::Decimal { precision, scale } => {
-            let mut b = Decimal128Builder::with_capacity(values.len());
-            for v in values {
-                match v {
-                    Value::Null => b.append_null(),
-                    Value::Decimal(x) => b.append_value(*x),
-                    other => return Err(mismatch(other)),
-                }
-            }
-            Arc::new(b.finish().with_precision_and_scale(*precision, *scale)?)
-        }
-        ColumnType::Text => {
-            let mut b = StringBuilder::with_capacity(values.len(), 0);
-            for v in values {
-                match v {
-                    Value::Null => b.append_null(),
-                    Value::Text(x) => b.append_value(x),
-                    other => return Err(mismatch(other)),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        ColumnType::Binary => {
-            let mut b = BinaryBuilder::with_capacity(values.len(), 0);
-            for v in values {
-                match v {
-                    Value::Null => b.append_null(),
-                    Value::Bytes(x) => b.append_value(x),
-                    other => return Err(mismatch(other)),
-                }
-            }
-            Arc::new(b.finish())
-        }
+        ColumnType::Decimal { .. } => primitive!(Decimal128Builder, Value::Decimal(x) => *x),
+        ColumnType::Text => primitive!(StringBuilder, Value::Text(x) => x),
+        ColumnType::Binary => primitive!(BinaryBuilder, Value::Bytes(x) => x),
         ColumnType::Date => primitive!(Date32Builder, Value::Date(x) => *x),
         ColumnType::Time => primitive!(Time64MicrosecondBuilder, Value::Time(x) => *x),
-        ColumnType::Timestamp => primitive!(TimestampMicrosecondBuilder, Value::Timestamp(x) => *x),
-        ColumnType::TimestampTz => {
-            let mut b =
-                TimestampMicrosecondBuilder::with_capacity(values.len()).with_timezone("UTC");
-            for v in values {
-                match v {
-                    Value::Null => b.append_null(),
-                    Value::Timestamp(x) => b.append_value(*x),
-                    other => return Err(mismatch(other)),
-                }
-            }
-            Arc::new(b.finish())
+        ColumnType::Timestamp | ColumnType::TimestampTz => {
+            primitive!(TimestampMicrosecondBuilder, Value::Timestamp(x) => *x)
         }
         ColumnType::List { element } => {
-            let mut offsets = Vec::with_capacity(values.len() + 1);
-            let mut valid = Vec::with_capacity(values.len());
-            let mut items: Vec<&Value> = Vec::new();
-            offsets.push(0i32);
-            for v in values {
-                match v {
-                    Value::Null => valid.push(false),
-                    Value::List(list) => {
-                        items.extend(list.iter());
-                        valid.push(true);
+            let b = downcast::<ListBuilder<Box<dyn ArrayBuilder>>>(builder, ty)?;
+            match value {
+                Value::Null => b.append_null(),
+                Value::List(items) => {
+                    for item in items {
+                        append(b.values().as_mut(), element, item)?;
                     }
-                    other => return Err(mismatch(other)),
+                    b.append(true);
                 }
-                let end = i32::try_from(items.len()).map_err(|_| {
-                    ArrowError::InvalidArgumentError("list column exceeds 2^31 elements".into())
-                })?;
-                offsets.push(end);
+                other => return Err(mismatch(other)),
             }
-            let child = to_array(element, &items)?;
-            let field = Arc::new(Field::new("item", element.arrow_type(), true));
-            Arc::new(ListArray::try_new(
-                field,
-                OffsetBuffer::new(offsets.into()),
-                child,
-                Some(NullBuffer::from(valid)),
-            )?)
         }
-    })
+    }
+    Ok(())
 }
 
 /// JSON form of a value of type `ty` (for `_before`): numbers as numbers,
