@@ -33,6 +33,11 @@ use crate::source::{AnySource, Source, SourceError, SourceEvent};
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// First retry delay.
 pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(250);
+/// Events already decoded by the source that are applied back to back before
+/// the loop looks at shutdown, timers and finished flushes again: large
+/// enough to amortise the select, small enough (a few ms of work) to keep
+/// shutdown and flush deadlines prompt.
+const READY_BATCH: usize = 1024;
 
 /// Runs every configured source until `shutdown` is cancelled or one fails
 /// definitely (then the others are stopped cleanly and the error returned).
@@ -264,7 +269,7 @@ impl Run<'_> {
                 _ = sleep_until_opt(deadline) => Wake::Deadline,
                 event = source.next() => Wake::Event(event),
             };
-            let event = match wake {
+            match wake {
                 Wake::Shutdown => {
                     self.in_flight = flight;
                     return Ok(());
@@ -287,54 +292,68 @@ impl Run<'_> {
                 }
                 Wake::Event(event) => {
                     self.in_flight = flight;
-                    event.map_err(|e| self.source_err(e))?
-                }
-            };
-            match event {
-                SourceEvent::Change(envelope) => {
-                    self.in_txn = true;
-                    if self.skip_through.is_some_and(|p| envelope.position <= p) {
-                        continue;
-                    }
-                    self.sink.write(&envelope).map_err(|e| self.sink_err(e))?;
-                    self.last_written = Some(envelope.position);
-                    if self.deadline.is_none() {
-                        self.deadline = Some(
-                            Instant::now() + Duration::from_millis(self.lake.flush_interval_ms),
-                        );
-                    }
-                    if self.over_limits() {
-                        self.flush(source).await?;
-                    }
-                }
-                SourceEvent::Commit { resume } => {
-                    self.in_txn = false;
-                    self.last_commit = Some(resume);
-                    let due = self.deadline.is_none_or(|d| d <= Instant::now());
-                    if self.sink.buffered_rows() > 0 && (due || self.over_limits()) {
-                        self.flush(source).await?;
-                    } else if self.sink.buffered_rows() == 0
-                        && (self.in_flight.is_some()
-                            || self.checkpoint.as_ref().is_some_and(|c| !c.txn_complete))
-                    {
-                        // A huge transaction was flushed in parts and its last
-                        // part ended exactly at its last change: nothing is
-                        // left to write, but the checkpoint must say the
-                        // transaction is complete and the slot may move past it.
-                        self.finish_in_flight(source).await?;
-                        if self.checkpoint.as_ref().is_some_and(|c| !c.txn_complete) {
-                            let resume = self.last_commit.clone().expect("set above");
-                            self.advance_idle(source, resume).await?;
-                        }
-                    }
-                }
-                SourceEvent::Idle { resume } => {
-                    if !self.in_txn && self.sink.buffered_rows() == 0 && self.in_flight.is_none() {
-                        self.advance_idle(source, resume).await?;
+                    let event = event.map_err(|e| self.source_err(e))?;
+                    self.handle(event, source).await?;
+                    // Handle what the source has already decoded without
+                    // going through the select (and its timers) per change.
+                    for _ in 0..READY_BATCH {
+                        let Some(event) = source.next_ready() else {
+                            break;
+                        };
+                        self.handle(event, source).await?;
                     }
                 }
             }
         }
+    }
+
+    /// Applies one source event: buffer a change, close a transaction
+    /// (flushing when due), or advance an idle checkpoint.
+    async fn handle(&mut self, event: SourceEvent, source: &mut AnySource) -> Result<(), RunError> {
+        match event {
+            SourceEvent::Change(envelope) => {
+                self.in_txn = true;
+                if self.skip_through.is_some_and(|p| envelope.position <= p) {
+                    return Ok(());
+                }
+                self.sink.write(&envelope).map_err(|e| self.sink_err(e))?;
+                self.last_written = Some(envelope.position);
+                if self.deadline.is_none() {
+                    self.deadline =
+                        Some(Instant::now() + Duration::from_millis(self.lake.flush_interval_ms));
+                }
+                if self.over_limits() {
+                    self.flush(source).await?;
+                }
+            }
+            SourceEvent::Commit { resume } => {
+                self.in_txn = false;
+                self.last_commit = Some(resume);
+                let due = self.deadline.is_none_or(|d| d <= Instant::now());
+                if self.sink.buffered_rows() > 0 && (due || self.over_limits()) {
+                    self.flush(source).await?;
+                } else if self.sink.buffered_rows() == 0
+                    && (self.in_flight.is_some()
+                        || self.checkpoint.as_ref().is_some_and(|c| !c.txn_complete))
+                {
+                    // A huge transaction was flushed in parts and its last
+                    // part ended exactly at its last change: nothing is
+                    // left to write, but the checkpoint must say the
+                    // transaction is complete and the slot may move past it.
+                    self.finish_in_flight(source).await?;
+                    if self.checkpoint.as_ref().is_some_and(|c| !c.txn_complete) {
+                        let resume = self.last_commit.clone().expect("set above");
+                        self.advance_idle(source, resume).await?;
+                    }
+                }
+            }
+            SourceEvent::Idle { resume } => {
+                if !self.in_txn && self.sink.buffered_rows() == 0 && self.in_flight.is_none() {
+                    self.advance_idle(source, resume).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Starts flushing the buffered changes on their own task (files, then

@@ -90,6 +90,9 @@ impl From<tributary_postgres::PgError> for SourceError {
 pub trait Source {
     /// The next event; `Err` when the source failed.
     async fn next(&mut self) -> Result<SourceEvent, SourceError>;
+    /// The next event if one is already decoded, without waiting: lets the
+    /// pipeline apply a burst of changes back to back. Same order as `next`.
+    fn next_ready(&mut self) -> Option<SourceEvent>;
     /// Acknowledge that everything up to `resume` is durable.
     async fn ack(&mut self, resume: &ResumePoint) -> Result<(), SourceError>;
     /// Stop cleanly after a final acknowledgement.
@@ -122,6 +125,12 @@ impl Source for AnySource {
     async fn next(&mut self) -> Result<SourceEvent, SourceError> {
         match self {
             AnySource::Postgres(s) => s.next().await,
+        }
+    }
+
+    fn next_ready(&mut self) -> Option<SourceEvent> {
+        match self {
+            AnySource::Postgres(s) => s.next_ready(),
         }
     }
 

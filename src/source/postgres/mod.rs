@@ -273,6 +273,10 @@ impl Source for PostgresSource {
         Ok(self.pending.pop_front().expect("fill leaves an event"))
     }
 
+    fn next_ready(&mut self) -> Option<SourceEvent> {
+        self.pending.pop_front()
+    }
+
     async fn ack(&mut self, resume: &ResumePoint) -> Result<(), SourceError> {
         let ResumePoint::Postgres { lsn } = resume;
         self.replication.ack(Lsn(*lsn));

@@ -124,7 +124,60 @@ fn reject_infinite(text: &str, what: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
+/// The digits of `bytes` as a number, if they are all ASCII digits.
+fn ascii_number(bytes: &[u8]) -> Option<u32> {
+    if bytes.is_empty() || bytes.len() > 9 {
+        return None;
+    }
+    bytes.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
+}
+
+/// `YYYY-MM-DD` without a format-string parser (the hot path: every date
+/// and timestamp value goes through here).
+fn fast_date(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(
+        ascii_number(&b[0..4])? as i32,
+        ascii_number(&b[5..7])?,
+        ascii_number(&b[8..10])?,
+    )
+}
+
+/// `HH:MM:SS[.f…]` (up to 6 fractional digits) as microseconds since
+/// midnight, without a format-string parser.
+fn fast_time_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (
+        ascii_number(&b[0..2])?,
+        ascii_number(&b[3..5])?,
+        ascii_number(&b[6..8])?,
+    );
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    let mut micros = 0i64;
+    if b.len() > 8 {
+        let frac = b[8..].strip_prefix(b".")?;
+        if frac.is_empty() || frac.len() > 6 {
+            return None;
+        }
+        micros = i64::from(ascii_number(frac)?) * 10i64.pow(6 - frac.len() as u32);
+    }
+    Some((i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(sec)) * 1_000_000 + micros)
+}
+
 fn naive_date(text: &str) -> Result<NaiveDate, ValueError> {
+    if let Some(date) = fast_date(text) {
+        return Ok(date);
+    }
     let (body, bc) = strip_bc(text);
     let mut date = NaiveDate::parse_from_str(body, "%Y-%m-%d")
         .map_err(|_| ValueError(format!("{text:?} is not an ISO date")))?;
@@ -153,6 +206,9 @@ fn parse_time(text: &str) -> Result<i64, ValueError> {
     if text == "24:00:00" {
         return Ok(86_400_000_000);
     }
+    if let Some(micros) = fast_time_micros(text) {
+        return Ok(micros);
+    }
     let t = NaiveTime::parse_from_str(text, "%H:%M:%S%.f")
         .map_err(|_| ValueError(format!("{text:?} is not a time")))?;
     let micros = (t - NaiveTime::MIN).num_microseconds().unwrap_or(0);
@@ -179,12 +235,24 @@ fn micros_of(dt: NaiveDateTime, text: &str) -> Result<i64, ValueError> {
         .ok_or_else(|| ValueError(format!("{text} is out of the timestamp range")))
 }
 
-fn parse_timestamp(text: &str) -> Result<i64, ValueError> {
-    reject_infinite(text, "timestamp")?;
-    let (date, time) = split_datetime(text)?;
+/// A date plus a `HH:MM:SS[.f]` time as microseconds since the epoch.
+fn timestamp_micros(date: NaiveDate, time: &str, text: &str) -> Result<i64, ValueError> {
+    if let Some(micros) = fast_time_micros(time) {
+        let days = (date - EPOCH).num_days();
+        return days
+            .checked_mul(86_400_000_000)
+            .and_then(|d| d.checked_add(micros))
+            .ok_or_else(|| ValueError(format!("{text} is out of the timestamp range")));
+    }
     let time = NaiveTime::parse_from_str(time, "%H:%M:%S%.f")
         .map_err(|_| ValueError(format!("{text:?} is not an ISO timestamp")))?;
     micros_of(date.and_time(time), text)
+}
+
+fn parse_timestamp(text: &str) -> Result<i64, ValueError> {
+    reject_infinite(text, "timestamp")?;
+    let (date, time) = split_datetime(text)?;
+    timestamp_micros(date, time, text)
 }
 
 /// `2024-01-02 03:04:05.123456+05:30` (offset forms `+HH`, `+HH:MM`, `+HH:MM:SS`).
@@ -195,8 +263,6 @@ fn parse_timestamptz(text: &str) -> Result<i64, ValueError> {
         .rfind(['+', '-'])
         .ok_or_else(|| ValueError(format!("{text:?} has no UTC offset")))?;
     let (time, offset) = rest.split_at(split_at);
-    let time = NaiveTime::parse_from_str(time, "%H:%M:%S%.f")
-        .map_err(|_| ValueError(format!("{text:?} is not an ISO timestamp")))?;
     let sign: i64 = if offset.starts_with('-') { -1 } else { 1 };
     let mut seconds = 0i64;
     for (i, part) in offset[1..].split(':').enumerate() {
@@ -205,7 +271,7 @@ fn parse_timestamptz(text: &str) -> Result<i64, ValueError> {
             .map_err(|_| ValueError(format!("{text:?} has a bad UTC offset")))?;
         seconds += n * [3600, 60, 1].get(i).copied().unwrap_or(0);
     }
-    let local = micros_of(date.and_time(time), text)?;
+    let local = timestamp_micros(date, time, text)?;
     Ok(local - sign * seconds * 1_000_000)
 }
 
@@ -300,6 +366,40 @@ mod tests {
         );
         assert_eq!(parse_time("00:00:01.000002"), Ok(1_000_002));
         assert_eq!(parse_date("0001-01-01 BC").map(|d| d < -719_000), Ok(true));
+    }
+
+    #[test]
+    fn fast_paths_agree_with_chrono() {
+        for t in [
+            "00:00:00",
+            "23:59:59.999999",
+            "12:34:56.7",
+            "01:02:03.000450",
+        ] {
+            let chrono_micros = (NaiveTime::parse_from_str(t, "%H:%M:%S%.f").unwrap()
+                - NaiveTime::MIN)
+                .num_microseconds()
+                .unwrap();
+            assert_eq!(fast_time_micros(t), Some(chrono_micros), "{t}");
+        }
+        for d in ["1970-01-01", "2024-02-29", "0001-01-01", "9999-12-31"] {
+            assert_eq!(
+                fast_date(d),
+                NaiveDate::parse_from_str(d, "%Y-%m-%d").ok(),
+                "{d}"
+            );
+        }
+        assert_eq!(fast_date("2023-02-29"), None);
+        assert_eq!(fast_time_micros("24:00:00"), None);
+        assert_eq!(
+            parse_timestamp("2024-01-02 03:04:05.5"),
+            Ok(1_704_164_645_500_000)
+        );
+        assert_eq!(parse_timestamp("1969-12-31 23:59:59"), Ok(-1_000_000));
+        assert_eq!(
+            parse_timestamptz("2024-01-02 03:04:05.5+00"),
+            Ok(1_704_164_645_500_000)
+        );
     }
 
     #[test]
