@@ -131,6 +131,8 @@ struct Run<'a> {
     in_txn: bool,
     /// When the oldest buffered change must be flushed by.
     deadline: Option<Instant>,
+    /// The deadline passed inside a transaction: flush at its commit.
+    flush_at_commit: bool,
     /// The flush being written while the next batch is buffered.
     in_flight: Option<InFlight>,
 }
@@ -209,6 +211,7 @@ async fn run_once(
         last_written: None,
         in_txn: false,
         deadline: None,
+        flush_at_commit: false,
         in_flight: None,
     };
     let result = run.stream(&mut source, shutdown, progressed).await;
@@ -286,7 +289,10 @@ impl Run<'_> {
                     if !self.in_txn {
                         self.flush(source).await?;
                     } else {
+                        // Not a fresh deadline: the changes already buffered
+                        // are due, so flush at this transaction's commit.
                         self.deadline = None;
+                        self.flush_at_commit = true;
                     }
                     continue;
                 }
@@ -318,7 +324,7 @@ impl Run<'_> {
                 }
                 self.sink.write(&envelope).map_err(|e| self.sink_err(e))?;
                 self.last_written = Some(envelope.position);
-                if self.deadline.is_none() {
+                if self.deadline.is_none() && !self.flush_at_commit {
                     self.deadline =
                         Some(Instant::now() + Duration::from_millis(self.lake.flush_interval_ms));
                 }
@@ -329,7 +335,8 @@ impl Run<'_> {
             SourceEvent::Commit { resume } => {
                 self.in_txn = false;
                 self.last_commit = Some(resume);
-                let due = self.deadline.is_none_or(|d| d <= Instant::now());
+                let due =
+                    self.flush_at_commit || self.deadline.is_some_and(|d| d <= Instant::now());
                 if self.sink.buffered_rows() > 0 && (due || self.over_limits()) {
                     self.flush(source).await?;
                 } else if self.sink.buffered_rows() == 0
@@ -361,6 +368,7 @@ impl Run<'_> {
     /// read and buffered while this one is encoded and written.
     async fn flush(&mut self, source: &mut AnySource) -> Result<(), RunError> {
         self.deadline = None;
+        self.flush_at_commit = false;
         let Some(last_position) = self.last_written else {
             return Ok(());
         };

@@ -187,6 +187,12 @@ impl LakeStore {
     /// once this returns. Overwrites an existing object atomically.
     pub async fn put_durable(&self, path: &str, bytes: Bytes) -> Result<(), SinkError> {
         let location = self.path(path, "writing")?;
+        // Directories this put creates must be synced too (their entries in
+        // their parents are new); existing ancestors did not change.
+        let created = self
+            .local_root
+            .as_ref()
+            .and_then(|root| root.join(path).parent().and_then(first_missing_ancestor));
         self.inner
             .put(&location, bytes.into())
             .await
@@ -194,14 +200,16 @@ impl LakeStore {
         if let Some(root) = &self.local_root {
             let root = root.clone();
             let file = root.join(path);
-            let synced = tokio::task::spawn_blocking(move || sync_file_and_dirs(&file, &root))
-                .await
-                .map_err(|e| SinkError::Store {
-                    url: self.display.clone(),
-                    action: "syncing",
-                    path: path.to_string(),
-                    message: e.to_string(),
-                })?;
+            let synced = tokio::task::spawn_blocking(move || {
+                sync_file_and_dirs(&file, &root, created.as_deref())
+            })
+            .await
+            .map_err(|e| SinkError::Store {
+                url: self.display.clone(),
+                action: "syncing",
+                path: path.to_string(),
+                message: e.to_string(),
+            })?;
             synced.map_err(|e| SinkError::from_io(&e, &self.display, "syncing", path))?;
         }
         Ok(())
@@ -252,12 +260,23 @@ impl LakeStore {
 }
 
 /// fsyncs `file`, then every directory from its parent up to `root`.
-fn sync_file_and_dirs(file: &FsPath, root: &FsPath) -> std::io::Result<()> {
+fn sync_file_and_dirs(
+    file: &FsPath,
+    root: &FsPath,
+    created: Option<&FsPath>,
+) -> std::io::Result<()> {
     std::fs::File::open(file)?.sync_all()?;
-    match file.parent() {
-        Some(parent) => sync_dirs(parent, root),
-        None => Ok(()),
-    }
+    let Some(parent) = file.parent() else {
+        return Ok(());
+    };
+    // The parent always changed (the file's entry is new or replaced). Above
+    // it, only directories this put created, and the one that holds the
+    // highest of them, have new entries.
+    let stop = match created {
+        Some(highest) => highest.parent().unwrap_or(root),
+        None => parent,
+    };
+    sync_dirs(parent, if stop.starts_with(root) { stop } else { root })
 }
 
 /// fsyncs `dir` and each ancestor up to and including `stop`.
