@@ -34,6 +34,14 @@ struct OpenTxn {
     ordinal: u64,
 }
 
+/// The row images of one envelope.
+#[derive(Debug)]
+struct Images {
+    after: Option<Row>,
+    before: Option<Row>,
+    unchanged: Vec<usize>,
+}
+
 /// Per-relation state: its lake schema and whether it can identify rows.
 #[derive(Debug)]
 struct MappedRelation {
@@ -149,25 +157,38 @@ impl ChangeMapper {
         self.txn = None;
     }
 
-    fn next_position(&mut self) -> Result<(Position, SourceInfo), SourceError> {
+    /// The next envelope of the open transaction: numbers it (the ordinal
+    /// half of its position) and stamps the source block.
+    fn envelope(
+        &mut self,
+        op: Op,
+        table: Arc<TableSchema>,
+        change_lsn: u64,
+        images: Images,
+    ) -> Result<Envelope, SourceError> {
         let txn = self
             .txn
             .as_mut()
             .ok_or_else(|| SourceError::definite("protocol error: change outside a transaction"))?;
         txn.ordinal += 1;
-        Ok((
-            Position::Postgres {
+        Ok(Envelope {
+            op,
+            table,
+            after: images.after,
+            before: images.before,
+            unchanged: images.unchanged,
+            position: Position::Postgres {
                 commit_lsn: txn.commit_lsn,
                 ordinal: txn.ordinal,
             },
-            SourceInfo {
+            source: SourceInfo {
                 source: self.source.clone(),
                 database: self.database.clone(),
-                xid: Some(txn.xid as u64),
-                change_lsn: None,
+                xid: Some(u64::from(txn.xid)),
+                change_lsn: Some(change_lsn),
                 commit_ts_micros: txn.commit_ts_micros,
             },
-        ))
+        })
     }
 
     /// Maps one change into one or two envelopes, appended to `out`.
@@ -179,17 +200,16 @@ impl ChangeMapper {
         if change.kind == ChangeKind::Truncate {
             for rel in &change.truncated {
                 let schema = self.known(rel.oid, rel)?;
-                let (position, mut source) = self.next_position()?;
-                source.change_lsn = Some(change.lsn.0);
-                out.push(Envelope {
-                    op: Op::Truncate,
-                    table: schema,
-                    after: None,
-                    before: None,
-                    unchanged: Vec::new(),
-                    position,
-                    source,
-                });
+                out.push(self.envelope(
+                    Op::Truncate,
+                    schema,
+                    change.lsn.0,
+                    Images {
+                        after: None,
+                        before: None,
+                        unchanged: Vec::new(),
+                    },
+                )?);
             }
             return Ok(());
         }
@@ -218,17 +238,16 @@ impl ChangeMapper {
                     .as_ref()
                     .ok_or_else(|| SourceError::definite("insert without tuple"))?;
                 let (after, _) = convert(new, "insert")?;
-                let (position, mut source) = self.next_position()?;
-                source.change_lsn = Some(change.lsn.0);
-                out.push(Envelope {
-                    op: Op::Create,
-                    table: schema,
-                    after: Some(after),
-                    before: None,
-                    unchanged: Vec::new(),
-                    position,
-                    source,
-                });
+                out.push(self.envelope(
+                    Op::Create,
+                    schema,
+                    change.lsn.0,
+                    Images {
+                        after: Some(after),
+                        before: None,
+                        unchanged: Vec::new(),
+                    },
+                )?);
             }
             ChangeKind::Update => {
                 self.require_identity(rel.oid)?;
@@ -275,41 +294,38 @@ impl ChangeMapper {
                             schema.qualified_name()
                         )));
                     }
-                    let (position, mut source) = self.next_position()?;
-                    source.change_lsn = Some(change.lsn.0);
-                    out.push(Envelope {
-                        op: Op::Delete,
-                        table: schema.clone(),
-                        after: None,
-                        before: before.clone(),
-                        unchanged: Vec::new(),
-                        position,
-                        source,
-                    });
-                    let (position, mut source) = self.next_position()?;
-                    source.change_lsn = Some(change.lsn.0);
-                    out.push(Envelope {
-                        op: Op::Create,
-                        table: schema,
-                        after: Some(after),
-                        before: None,
-                        unchanged: Vec::new(),
-                        position,
-                        source,
-                    });
+                    out.push(self.envelope(
+                        Op::Delete,
+                        schema.clone(),
+                        change.lsn.0,
+                        Images {
+                            after: None,
+                            before: before.clone(),
+                            unchanged: Vec::new(),
+                        },
+                    )?);
+                    out.push(self.envelope(
+                        Op::Create,
+                        schema,
+                        change.lsn.0,
+                        Images {
+                            after: Some(after),
+                            before: None,
+                            unchanged: Vec::new(),
+                        },
+                    )?);
                     return Ok(());
                 }
-                let (position, mut source) = self.next_position()?;
-                source.change_lsn = Some(change.lsn.0);
-                out.push(Envelope {
-                    op: Op::Update,
-                    table: schema,
-                    after: Some(after),
-                    before: if change.old_is_key_only { None } else { before },
-                    unchanged,
-                    position,
-                    source,
-                });
+                out.push(self.envelope(
+                    Op::Update,
+                    schema,
+                    change.lsn.0,
+                    Images {
+                        after: Some(after),
+                        before: if change.old_is_key_only { None } else { before },
+                        unchanged,
+                    },
+                )?);
             }
             ChangeKind::Delete => {
                 self.require_identity(rel.oid)?;
@@ -319,17 +335,16 @@ impl ChangeMapper {
                     schema.qualified_name()
                 )))?;
                 let (before, _) = convert(old, "delete")?;
-                let (position, mut source) = self.next_position()?;
-                source.change_lsn = Some(change.lsn.0);
-                out.push(Envelope {
-                    op: Op::Delete,
-                    table: schema,
-                    after: None,
-                    before: Some(before),
-                    unchanged: Vec::new(),
-                    position,
-                    source,
-                });
+                out.push(self.envelope(
+                    Op::Delete,
+                    schema,
+                    change.lsn.0,
+                    Images {
+                        after: None,
+                        before: Some(before),
+                        unchanged: Vec::new(),
+                    },
+                )?);
             }
             ChangeKind::Truncate => {}
         }
