@@ -507,8 +507,17 @@ pub async fn wait_caught_up(
 /// for), so every scenario waits for this before running its workload.
 pub async fn wait_streaming(db: &TestDb, config: &TestConfig, daemon: &mut dyn Daemon) {
     let deadline = Instant::now() + Duration::from_secs(60);
+    // "Active" alone is not enough: while pg_create_logical_replication_slot
+    // waits for a consistent point the creating backend holds the slot too.
+    // Streaming means a walsender (pg_stat_replication) holds it.
+    let sql = format!(
+        "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid \
+         WHERE s.slot_name = '{}'",
+        config.slot
+    );
     loop {
-        if let Some((true, _)) = db.slot_state(&config.slot).await {
+        let rows = db.query_text(&sql).await;
+        if rows.first().and_then(|r| r[0].as_deref()) == Some("1") {
             return;
         }
         if let Some(how) = daemon.exited() {
