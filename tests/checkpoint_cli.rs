@@ -8,6 +8,23 @@ use crate::harness::daemon::{DaemonProcess, TestConfig, wait_caught_up, wait_str
 use crate::harness::postgres::{PgCluster, format_lsn, parse_lsn};
 use crate::harness::truth::assert_lake_matches_source;
 
+/// `tributary checkpoint reset --config path --source source --to to`.
+fn reset(path: &str, source: &str, to: &str) -> (bool, String, String) {
+    run_cli(
+        &[
+            "checkpoint",
+            "reset",
+            "--config",
+            path,
+            "--source",
+            source,
+            "--to",
+            to,
+        ],
+        &[],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_refuses_released_wal_and_resumes_where_told() {
     let db = PgCluster::shared().create_database("checkpoint_cli").await;
@@ -34,19 +51,7 @@ async fn reset_refuses_released_wal_and_resumes_where_told() {
     .await;
 
     // Reset while running: refused, the slot is in use.
-    let (ok, _, stderr) = run_cli(
-        &[
-            "checkpoint",
-            "reset",
-            "--config",
-            path,
-            "--source",
-            "app",
-            "--to",
-            "0/1",
-        ],
-        &[],
-    );
+    let (ok, _, stderr) = reset(path, "app", "0/1");
     assert!(
         !ok && stderr.contains("in use by PID") && stderr.contains("stop the daemon"),
         "{stderr}"
@@ -68,19 +73,7 @@ async fn reset_refuses_released_wal_and_resumes_where_told() {
     // Before the slot's confirmed position: refused with the reason.
     let (_, confirmed) = db.slot_state(&config.slot).await.unwrap();
     let confirmed = confirmed.unwrap();
-    let (ok, _, stderr) = run_cli(
-        &[
-            "checkpoint",
-            "reset",
-            "--config",
-            path,
-            "--source",
-            "app",
-            "--to",
-            "0/1",
-        ],
-        &[],
-    );
+    let (ok, _, stderr) = reset(path, "app", "0/1");
     assert!(!ok, "{stderr}");
     assert!(
         stderr.contains("released the WAL")
@@ -89,50 +82,14 @@ async fn reset_refuses_released_wal_and_resumes_where_told() {
         "{stderr}"
     );
     // Not an LSN, unknown source, beyond the server's WAL: refused.
-    let (ok, _, stderr) = run_cli(
-        &[
-            "checkpoint",
-            "reset",
-            "--config",
-            path,
-            "--source",
-            "app",
-            "--to",
-            "yesterday",
-        ],
-        &[],
-    );
+    let (ok, _, stderr) = reset(path, "app", "yesterday");
     assert!(!ok && stderr.contains("is not an LSN"), "{stderr}");
-    let (ok, _, stderr) = run_cli(
-        &[
-            "checkpoint",
-            "reset",
-            "--config",
-            path,
-            "--source",
-            "nope",
-            "--to",
-            "0/1",
-        ],
-        &[],
-    );
+    let (ok, _, stderr) = reset(path, "nope", "0/1");
     assert!(
         !ok && stderr.contains("no source named \"nope\""),
         "{stderr}"
     );
-    let (ok, _, stderr) = run_cli(
-        &[
-            "checkpoint",
-            "reset",
-            "--config",
-            path,
-            "--source",
-            "app",
-            "--to",
-            "FF/0",
-        ],
-        &[],
-    );
+    let (ok, _, stderr) = reset(path, "app", "FF/0");
     assert!(
         !ok && stderr.contains("beyond the server's current WAL position"),
         "{stderr}"
@@ -144,19 +101,7 @@ async fn reset_refuses_released_wal_and_resumes_where_told() {
     let skip_to = db.query_text("SELECT pg_current_wal_insert_lsn()").await[0][0]
         .clone()
         .unwrap();
-    let (ok, stdout, stderr) = run_cli(
-        &[
-            "checkpoint",
-            "reset",
-            "--config",
-            path,
-            "--source",
-            "app",
-            "--to",
-            &skip_to,
-        ],
-        &[],
-    );
+    let (ok, stdout, stderr) = reset(path, "app", &skip_to);
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains(&format!(

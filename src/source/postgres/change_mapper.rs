@@ -114,15 +114,7 @@ impl ChangeMapper {
             .map(|(i, _)| i)
             .collect();
         let qualified = format!("{}.{}", rel.namespace, rel.name);
-        let identity_problem = match rel.replica_identity {
-            ReplicaIdentity::Nothing => Some(format!(
-                "table {qualified} has REPLICA IDENTITY NOTHING, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL (or DEFAULT with a primary key)"
-            )),
-            ReplicaIdentity::Default | ReplicaIdentity::Index if key.is_empty() => Some(format!(
-                "table {qualified} has no primary key under REPLICA IDENTITY DEFAULT, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL (or add a primary key)"
-            )),
-            _ => None,
-        };
+        let identity_problem = identity_problem(&qualified, rel.replica_identity, !key.is_empty());
         // Under FULL without a key, every column identifies the row.
         let key = if key.is_empty() && rel.replica_identity == ReplicaIdentity::Full {
             (0..rel.columns.len()).collect()
@@ -151,6 +143,11 @@ impl ChangeMapper {
             commit_ts_micros,
             ordinal: 0,
         });
+    }
+
+    /// True between a Begin and its Commit.
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
     }
 
     pub fn commit(&mut self) {
@@ -368,12 +365,24 @@ impl ChangeMapper {
             None => Ok(()),
         }
     }
+}
 
-    /// Identity problem of a relation, for start-up checks.
-    pub fn identity_problem(&self, oid: u32) -> Option<String> {
-        self.relations
-            .get(&oid)
-            .and_then(|r| r.identity_problem.clone())
+/// Why a table cannot be captured for updates and deletes, with the fix;
+/// `None` when it can. The one rule behind start-up, `check`-style
+/// refusals and the per-relation runtime error.
+pub fn identity_problem(
+    qualified: &str,
+    identity: ReplicaIdentity,
+    has_key: bool,
+) -> Option<String> {
+    match identity {
+        ReplicaIdentity::Nothing => Some(format!(
+            "table {qualified} has REPLICA IDENTITY NOTHING, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL (or DEFAULT with a primary key)"
+        )),
+        ReplicaIdentity::Default | ReplicaIdentity::Index if !has_key => Some(format!(
+            "table {qualified} has no primary key under REPLICA IDENTITY DEFAULT, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL (or add a primary key)"
+        )),
+        _ => None,
     }
 }
 

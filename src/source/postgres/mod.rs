@@ -38,8 +38,6 @@ pub struct PostgresSource {
     replication: PgReplication,
     mapper: ChangeMapper,
     pending: VecDeque<SourceEvent>,
-    /// True between Begin and Commit.
-    in_txn: bool,
 }
 
 /// Connects the catalog session (ordinary queries over `tokio-postgres`),
@@ -146,7 +144,12 @@ impl PostgresSource {
         let mut mapper = ChangeMapper::new(&config.name, &config.database);
         for (schema, table) in &resolved {
             let identity = catalog::table_identity(&client, schema, table).await?;
-            if let Some(problem) = identity_problem(schema, table, &identity) {
+            let qualified = format!("{schema}.{table}");
+            let has_key =
+                !identity.primary_key.is_empty() || !identity.identity_index_columns.is_empty();
+            if let Some(problem) =
+                change_mapper::identity_problem(&qualified, identity.replica_identity, has_key)
+            {
                 return Err(SourceError::definite(problem));
             }
             mapper.set_nullability(
@@ -193,7 +196,6 @@ impl PostgresSource {
             replication,
             mapper,
             pending: VecDeque::new(),
-            in_txn: false,
         })
     }
 
@@ -220,7 +222,6 @@ impl PostgresSource {
                 commit_lsn,
                 commit_ts_micros,
             } => {
-                self.in_txn = true;
                 self.mapper.begin(xid, commit_lsn.0, commit_ts_micros);
             }
             PgEvent::Change(change) => {
@@ -229,13 +230,12 @@ impl PostgresSource {
                     .extend(envelopes.drain(..).map(SourceEvent::Change));
             }
             PgEvent::Commit { end_lsn, .. } => {
-                self.in_txn = false;
                 self.mapper.commit();
                 self.pending.push_back(SourceEvent::Commit {
                     resume: ResumePoint::Postgres { lsn: end_lsn.0 },
                 });
             }
-            PgEvent::Keepalive { wal_end } if !self.in_txn => {
+            PgEvent::Keepalive { wal_end } if !self.mapper.in_transaction() => {
                 self.pending.push_back(SourceEvent::Idle {
                     resume: ResumePoint::Postgres { lsn: wal_end.0 },
                 });
@@ -243,25 +243,6 @@ impl PostgresSource {
             PgEvent::Keepalive { .. } | PgEvent::Message { .. } => {}
         }
         Ok(())
-    }
-}
-
-/// Start-up identity check for one table (the same rule `check` reports).
-fn identity_problem(
-    schema: &str,
-    table: &str,
-    identity: &catalog::TableIdentity,
-) -> Option<String> {
-    use tributary_postgres::ReplicaIdentity;
-    let qualified = format!("{schema}.{table}");
-    match identity.replica_identity {
-        ReplicaIdentity::Nothing => Some(format!(
-            "table {qualified} has REPLICA IDENTITY NOTHING, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL"
-        )),
-        ReplicaIdentity::Default if identity.primary_key.is_empty() => Some(format!(
-            "table {qualified} has no primary key under REPLICA IDENTITY DEFAULT, so updates and deletes cannot be captured; run ALTER TABLE {qualified} REPLICA IDENTITY FULL (or add a primary key)"
-        )),
-        _ => None,
     }
 }
 
