@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::position::{Position, ResumePoint};
 use crate::sink::{LakeStore, Manifest, ManifestWriter, SinkError};
+use crate::snapshot::SnapshotState;
 
 /// Version of the checkpoint file format.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -38,6 +39,10 @@ pub struct Checkpoint {
     /// False when the last flush ended inside a transaction (a huge
     /// transaction flushed in parts); `resume` then points before it.
     pub txn_complete: bool,
+    /// Snapshot progress (see [`SnapshotState`]); absent before the first
+    /// snapshot-aware run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotState>,
     pub updated_at: String,
 }
 
@@ -51,6 +56,7 @@ impl Checkpoint {
             last_position: Some(manifest.checkpoint.last_position),
             resume: Some(manifest.checkpoint.resume.clone()),
             txn_complete: manifest.checkpoint.txn_complete,
+            snapshot: manifest.checkpoint.snapshot.clone(),
             updated_at: chrono::Utc::now().to_rfc3339(),
         }
     }

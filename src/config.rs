@@ -30,6 +30,15 @@ pub const DEFAULT_FLUSH_BYTES: usize = 32 * 1024 * 1024;
 /// disk: 16 MiB. Spilling is sequential I/O and cheap; memory is what the
 /// 150 MB RSS budget cannot spare when a huge transaction arrives.
 pub const DEFAULT_TXN_MEMORY_MB: usize = 16;
+/// Rows per snapshot chunk: each snapshot worker holds one decoded chunk in
+/// memory and an incremental chunk is held between its two watermarks, so
+/// 20K rows (a few MB to tens of MB) keeps the initial copy within its 300 MB
+/// budget with one worker per core, keeps watermark windows to well under a
+/// second, and is still large enough that per-chunk queries cost nothing.
+pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: usize = 20_000;
+/// Upper bound on `snapshot_workers`: every worker is one database session
+/// holding a long transaction; more than this hurts the source database.
+pub const MAX_SNAPSHOT_WORKERS: usize = 32;
 /// PostgreSQL's standard port.
 pub const DEFAULT_PG_PORT: u16 = 5432;
 
@@ -264,6 +273,39 @@ pub struct PostgresSourceConfig {
     /// Memory for streamed in-progress transactions before spilling (MiB).
     #[serde(default = "default_txn_memory_mb")]
     pub txn_memory_mb: usize,
+    /// Whether tables are copied before streaming (see [`SnapshotMode`]).
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+    /// Parallel sessions of the initial copy (default: CPU cores).
+    #[serde(default)]
+    pub snapshot_workers: Option<usize>,
+    /// Rows per snapshot chunk (the unit of parallelism and of resumption).
+    #[serde(default = "default_snapshot_chunk_rows")]
+    pub snapshot_chunk_rows: usize,
+    /// Per-table override of `snapshot` (`"schema.table" = "never"`).
+    #[serde(default)]
+    pub table_snapshot: BTreeMap<String, SnapshotMode>,
+    /// A table operators INSERT snapshot requests into (id, type, data).
+    #[serde(default)]
+    pub signal_table: Option<String>,
+}
+
+/// When a source copies its tables' existing rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    /// Copy every table on first start (and tables added later), consistent
+    /// with the stream, then stream.
+    #[default]
+    Initial,
+    /// Stream only: rows that existed before the slot are not copied.
+    Never,
+    /// Copy once, then stop the source (no streaming, no slot left behind).
+    InitialOnly,
+}
+
+fn default_snapshot_chunk_rows() -> usize {
+    DEFAULT_SNAPSHOT_CHUNK_ROWS
 }
 
 fn default_pg_port() -> u16 {
@@ -368,6 +410,35 @@ impl PostgresSourceConfig {
     pub fn table_list(&self) -> Vec<(String, String)> {
         self.tables.iter().filter_map(|t| split_table(t)).collect()
     }
+
+    /// Snapshot workers to run: the configured number, else one per core.
+    pub fn snapshot_workers(&self) -> usize {
+        self.snapshot_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(MAX_SNAPSHOT_WORKERS)
+        })
+    }
+
+    /// The snapshot mode of one `schema.table` (its override, else the source's).
+    pub fn snapshot_mode_of(&self, qualified: &str) -> SnapshotMode {
+        self.table_snapshot
+            .iter()
+            .find(|(name, _)| qualify(name).as_deref() == Some(qualified))
+            .map(|(_, mode)| *mode)
+            .unwrap_or(self.snapshot)
+    }
+
+    /// The signal table as `(schema, table)`.
+    pub fn signal_table(&self) -> Option<(String, String)> {
+        self.signal_table.as_deref().and_then(split_table)
+    }
+}
+
+/// `name` or `schema.name` → `schema.name` (`public` by default).
+pub fn qualify(name: &str) -> Option<String> {
+    split_table(name).map(|(s, t)| format!("{s}.{t}"))
 }
 
 fn split_table(name: &str) -> Option<(String, String)> {
@@ -607,6 +678,56 @@ fn validate_postgres(key: &str, pg: &PostgresSourceConfig) -> Result<(), ConfigE
             format!("{key}.txn_memory_mb"),
             "must be > 0",
         ));
+    }
+    if let Some(workers) = pg.snapshot_workers {
+        if workers == 0 || workers > MAX_SNAPSHOT_WORKERS {
+            return Err(ConfigError::invalid(
+                format!("{key}.snapshot_workers"),
+                format!("must be 1-{MAX_SNAPSHOT_WORKERS} (each worker is one database session)"),
+            ));
+        }
+    }
+    if pg.snapshot_chunk_rows == 0 {
+        return Err(ConfigError::invalid(
+            format!("{key}.snapshot_chunk_rows"),
+            "must be > 0",
+        ));
+    }
+    for (table, mode) in &pg.table_snapshot {
+        let Some(qualified) = qualify(table) else {
+            return Err(ConfigError::invalid(
+                format!("{key}.table_snapshot.{table}"),
+                "is not a table name; write schema.table",
+            ));
+        };
+        let listed = pg
+            .table_list()
+            .iter()
+            .any(|(s, t)| format!("{s}.{t}") == qualified);
+        let in_schema = pg
+            .schema
+            .as_deref()
+            .is_some_and(|schema| qualified.starts_with(&format!("{schema}.")));
+        if !listed && !in_schema {
+            return Err(ConfigError::invalid(
+                format!("{key}.table_snapshot.{table}"),
+                "names a table this source does not capture; add it to `tables` or remove the override",
+            ));
+        }
+        if *mode == SnapshotMode::InitialOnly && pg.snapshot != SnapshotMode::InitialOnly {
+            return Err(ConfigError::invalid(
+                format!("{key}.table_snapshot.{table}"),
+                "\"initial_only\" applies to a whole source (it stops the source after the copy); use it as `snapshot`",
+            ));
+        }
+    }
+    if let Some(signal) = &pg.signal_table {
+        if pg.signal_table().is_none() {
+            return Err(ConfigError::invalid(
+                format!("{key}.signal_table"),
+                format!("{signal:?} is not a table name; write schema.table"),
+            ));
+        }
     }
     Ok(())
 }

@@ -25,4 +25,5 @@ pub mod pipeline;
 pub mod position;
 pub mod schema;
 pub mod sink;
+pub mod snapshot;
 pub mod source;

@@ -54,6 +54,18 @@ async fn real_main(cli: Cli) -> anyhow::Result<bool> {
             print!("{}", report.text);
             Ok(report.ok)
         }
+        Command::Snapshot {
+            config,
+            source,
+            tables,
+        } => {
+            let config = Config::load(&config)?;
+            let text = tributary::cli::snapshot::request(&config, &source, &tables)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!("{text}");
+            Ok(true)
+        }
         Command::Checkpoint { action } => match action {
             CheckpointAction::Show { config, source } => {
                 let config = Config::load(&config)?;

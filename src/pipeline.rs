@@ -20,11 +20,12 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore};
 use crate::config::{Config, DaemonConfig, LakeSinkConfig, SinkConfig, SourceConfig};
 use crate::error::RunError;
 use crate::position::{Position, ResumePoint};
 use crate::sink::{LakeSink, LakeStore, Manifest, ManifestCheckpoint, ManifestWriter, SinkError};
+use crate::snapshot::SnapshotState;
 use crate::source::{AnySource, Source, SourceError, SourceEvent};
 
 /// Longest wait between two attempts after a transient failure: long enough
@@ -135,6 +136,9 @@ struct Run<'a> {
     flush_at_commit: bool,
     /// The flush being written while the next batch is buffered.
     in_flight: Option<InFlight>,
+    /// Latest snapshot progress reported by the source; persisted with the
+    /// next flush (every row it counts was handed to the sink before it).
+    snapshot: Option<SnapshotState>,
 }
 
 /// A sealed flush being encoded and written on its own task.
@@ -142,6 +146,12 @@ struct InFlight {
     handle: tokio::task::JoinHandle<Result<Manifest, SinkError>>,
     last_position: Position,
     started: std::time::Instant,
+}
+
+/// Whether the source has more to deliver after an event.
+enum Handled {
+    Continue,
+    Finished,
 }
 
 /// What woke the pipeline loop.
@@ -194,12 +204,13 @@ async fn run_once(
     );
     let mut source = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        opened = AnySource::open(config, daemon, resume.as_ref()) => opened.map_err(source_err)?,
+        opened = AnySource::open(config, daemon, checkpoint.as_ref()) => opened.map_err(source_err)?,
     };
     if let Some(resume) = &resume {
         // A crash between saving the checkpoint and acknowledging it.
         source.ack(resume).await.map_err(source_err)?;
     }
+    let checkpoint_snapshot = checkpoint.as_ref().and_then(|c| c.snapshot.clone());
     let mut run = Run {
         name,
         lake,
@@ -213,6 +224,7 @@ async fn run_once(
         deadline: None,
         flush_at_commit: false,
         in_flight: None,
+        snapshot: checkpoint_snapshot,
     };
     let result = run.stream(&mut source, shutdown, progressed).await;
     match result {
@@ -299,14 +311,18 @@ impl Run<'_> {
                 Wake::Event(event) => {
                     self.in_flight = flight;
                     let event = event.map_err(|e| self.source_err(e))?;
-                    self.handle(event, source).await?;
+                    if let Handled::Finished = self.handle(event, source).await? {
+                        return Ok(());
+                    }
                     // Handle what the source has already decoded without
                     // going through the select (and its timers) per change.
                     for _ in 0..READY_BATCH {
                         let Some(event) = source.next_ready() else {
                             break;
                         };
-                        self.handle(event, source).await?;
+                        if let Handled::Finished = self.handle(event, source).await? {
+                            return Ok(());
+                        }
                     }
                 }
             }
@@ -315,12 +331,16 @@ impl Run<'_> {
 
     /// Applies one source event: buffer a change, close a transaction
     /// (flushing when due), or advance an idle checkpoint.
-    async fn handle(&mut self, event: SourceEvent, source: &mut AnySource) -> Result<(), RunError> {
+    async fn handle(
+        &mut self,
+        event: SourceEvent,
+        source: &mut AnySource,
+    ) -> Result<Handled, RunError> {
         match event {
             SourceEvent::Change(envelope) => {
                 self.in_txn = true;
                 if self.skip_through.is_some_and(|p| envelope.position <= p) {
-                    return Ok(());
+                    return Ok(Handled::Continue);
                 }
                 self.sink.write(&envelope).map_err(|e| self.sink_err(e))?;
                 self.last_written = Some(envelope.position);
@@ -359,8 +379,42 @@ impl Run<'_> {
                     self.advance_idle(source, resume).await?;
                 }
             }
+            SourceEvent::Progress(state) => {
+                self.snapshot = Some(state);
+                if !self.in_txn && self.sink.buffered_rows() == 0 && self.in_flight.is_none() {
+                    // Nothing waits to be written: what the state counts is
+                    // already durable, so record it now.
+                    self.save_snapshot_state().await?;
+                }
+            }
+            SourceEvent::Finished => return Ok(Handled::Finished),
         }
-        Ok(())
+        Ok(Handled::Continue)
+    }
+
+    /// Saves the checkpoint with the current snapshot state (creating the
+    /// first checkpoint when no flush has happened yet).
+    async fn save_snapshot_state(&mut self) -> Result<(), RunError> {
+        let checkpoint = match self.checkpoint.as_mut() {
+            Some(current) => current,
+            None => self.checkpoint.insert(Checkpoint {
+                checkpoint_version: CHECKPOINT_VERSION,
+                source: self.name.to_string(),
+                manifest_seq: 0,
+                last_position: None,
+                resume: self.last_commit.clone(),
+                txn_complete: true,
+                snapshot: None,
+                updated_at: String::new(),
+            }),
+        };
+        checkpoint.snapshot = self.snapshot.clone();
+        checkpoint.updated_at = chrono::Utc::now().to_rfc3339();
+        let copy = checkpoint.clone();
+        self.checkpoints
+            .save(&copy)
+            .await
+            .map_err(|e| self.sink_err(e))
     }
 
     /// Starts flushing the buffered changes on their own task (files, then
@@ -385,6 +439,7 @@ impl Run<'_> {
             last_position,
             resume,
             txn_complete: !self.in_txn,
+            snapshot: self.snapshot.clone(),
         }) else {
             return Ok(());
         };
@@ -470,6 +525,7 @@ impl Run<'_> {
         }
         current.resume = Some(resume.clone());
         current.txn_complete = true;
+        current.snapshot = self.snapshot.clone();
         current.updated_at = chrono::Utc::now().to_rfc3339();
         let snapshot = current.clone();
         self.checkpoints

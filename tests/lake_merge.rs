@@ -83,6 +83,7 @@ impl Log {
             last_position: self.position(),
             resume: ResumePoint::Postgres { lsn: self.lsn + 1 },
             txn_complete: true,
+            snapshot: None,
         }
     }
 }

@@ -86,12 +86,28 @@ async fn check_postgres(pg: &crate::config::PostgresSourceConfig) -> Vec<Problem
         manage_publication: pg.manage_publication,
         user: pg.user.clone(),
     };
-    match preflight::preflight(&client, &cfg).await {
+    let mut problems = match preflight::preflight(&client, &cfg).await {
         Ok(problems) => problems,
         Err(e) => vec![Problem {
             what: format!("the checks themselves failed: {e}"),
             fix: "grant the user SELECT on the pg_catalog views (or run check as a superuser)"
                 .into(),
         }],
+    };
+    if let Some((schema, table)) = pg.signal_table() {
+        match tributary_postgres::catalog::table_oid(&client, &schema, &table).await {
+            Ok(Some(_)) => {}
+            Ok(None) => problems.push(Problem {
+                what: format!("signal_table {schema}.{table} does not exist"),
+                fix: format!(
+                    "CREATE TABLE {schema}.{table} (id text PRIMARY KEY, type text NOT NULL, data text);"
+                ),
+            }),
+            Err(e) => problems.push(Problem {
+                what: format!("cannot look up signal_table {schema}.{table}: {e}"),
+                fix: "grant the user USAGE on its schema".into(),
+            }),
+        }
     }
+    problems
 }

@@ -15,7 +15,7 @@ fn store_for(config: &Config, source: &SourceConfig) -> Result<LakeStore, String
     LakeStore::from_url(&lake.url).map_err(|e| e.to_string())
 }
 
-fn find<'a>(config: &'a Config, name: &str) -> Result<&'a SourceConfig, String> {
+pub(crate) fn find<'a>(config: &'a Config, name: &str) -> Result<&'a SourceConfig, String> {
     config
         .source
         .iter()
@@ -61,6 +61,20 @@ pub async fn show(config: &Config, only: Option<&str>) -> Result<String, String>
                     c.txn_complete,
                     c.updated_at
                 ));
+                if let Some(snapshot) = &c.snapshot {
+                    out.push_str(&format!(
+                        "  snapshots: {} of {} tables done",
+                        snapshot.done.len(),
+                        snapshot.tables.len()
+                    ));
+                    for p in &snapshot.pending {
+                        out.push_str(&format!(
+                            "; {} {:?} in progress ({} rows so far)",
+                            p.table, p.kind, p.rows
+                        ));
+                    }
+                    out.push('\n');
+                }
             }
         }
     }
@@ -106,7 +120,7 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
     }
     if target < confirmed {
         return Err(format!(
-            "cannot reset to {}: slot {:?} has confirmed {} and PostgreSQL has released the WAL before it, so those changes cannot be streamed again; to re-copy older data, re-snapshot the tables instead",
+            "cannot reset to {}: slot {:?} has confirmed {} and PostgreSQL has released the WAL before it, so those changes cannot be streamed again; to re-copy the tables' data, run `tributary snapshot --config <file> --source {name} --table <schema.table>` instead (an incremental snapshot while the stream keeps running)",
             format_lsn(target),
             pg.slot,
             format_lsn(confirmed)
@@ -128,6 +142,8 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
     let store = store_for(config, source)?;
     let manifests = ManifestWriter::new(store.clone(), name);
     let latest = manifests.latest().await.map_err(|e| e.to_string())?;
+    let checkpoints = CheckpointStore::new(store.clone(), name);
+    let previous = checkpoints.load().await.map_err(|e| e.to_string())?;
     let checkpoint = Checkpoint {
         checkpoint_version: CHECKPOINT_VERSION,
         source: name.to_string(),
@@ -135,9 +151,12 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
         last_position: None,
         resume: Some(ResumePoint::Postgres { lsn: target }),
         txn_complete: true,
+        // Which tables are captured and snapshotted does not change with
+        // the stream position.
+        snapshot: previous.and_then(|c| c.snapshot),
         updated_at: chrono::Utc::now().to_rfc3339(),
     };
-    CheckpointStore::new(store, name)
+    checkpoints
         .save(&checkpoint)
         .await
         .map_err(|e| e.to_string())?;

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `checkpoint show|reset`.
+//! The command line: `run`, `check`, `checkpoint show|reset`, `snapshot`.
 //!
 //! Lives in the library (not `main.rs`) so integration tests drive the same
 //! code paths operators do. `main.rs` only parses arguments, sets up logging
@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod checkpoint;
+pub mod snapshot;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,17 @@ pub enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Ask a running source (or its next start) for an incremental snapshot
+    /// of some tables, copied while the stream keeps running.
+    Snapshot {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        source: String,
+        /// A captured table (schema.table); repeat for several.
+        #[arg(long = "table", required = true)]
+        tables: Vec<String>,
     },
     /// Inspect or move a source's checkpoint.
     Checkpoint {

@@ -21,6 +21,7 @@ use super::store::LakeStore;
 use crate::envelope::ENVELOPE_VERSION;
 use crate::position::{Position, ResumePoint};
 use crate::schema::ColumnSchema;
+use crate::snapshot::SnapshotState;
 
 /// Version of the manifest format.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -34,6 +35,10 @@ pub struct ManifestCheckpoint {
     pub resume: ResumePoint,
     /// False when the flush ended inside a transaction.
     pub txn_complete: bool,
+    /// Snapshot progress as of this flush (absent in lakes written before
+    /// snapshots existed; an optional field, so no version bump).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotState>,
 }
 
 /// One delta file.

@@ -67,6 +67,7 @@ fn checkpoint(at: (u64, u64)) -> ManifestCheckpoint {
         last_position: pos(at.0, at.1),
         resume: ResumePoint::Postgres { lsn: at.0 + 1 },
         txn_complete: true,
+        snapshot: None,
     }
 }
 

@@ -8,9 +8,11 @@
 
 pub mod postgres;
 
+use crate::checkpoint::Checkpoint;
 use crate::config::{DaemonConfig, SourceConfig};
 use crate::envelope::Envelope;
 use crate::position::ResumePoint;
+use crate::snapshot::SnapshotState;
 
 pub use postgres::PostgresSource;
 
@@ -27,6 +29,13 @@ pub enum SourceEvent {
     /// delivered changes are durable, acknowledging `resume` is safe (it lets
     /// PostgreSQL recycle WAL while the captured tables are quiet).
     Idle { resume: ResumePoint },
+    /// Snapshot progress changed. Everything the new state counts as copied
+    /// was delivered before this event (and before it, the `Commit` that
+    /// closed those rows), so it may be persisted with the next flush.
+    Progress(SnapshotState),
+    /// The source has delivered everything it ever will (`initial_only`):
+    /// flush, checkpoint and stop it cleanly.
+    Finished,
 }
 
 /// Errors of a source, split into transient (reconnect with backoff) and
@@ -106,16 +115,17 @@ pub enum AnySource {
 }
 
 impl AnySource {
-    /// Connects and prepares the source configured in `config`, resuming at
-    /// `resume` (or where the source's own state says, on first start).
+    /// Connects and prepares the source configured in `config`, resuming
+    /// where `checkpoint` says (on first start, `None`: the source snapshots
+    /// its tables as configured, then streams).
     pub async fn open(
         config: &SourceConfig,
         daemon: &DaemonConfig,
-        resume: Option<&ResumePoint>,
+        checkpoint: Option<&Checkpoint>,
     ) -> Result<AnySource, SourceError> {
         match config {
             SourceConfig::Postgres(pg) => Ok(AnySource::Postgres(
-                PostgresSource::open(pg, daemon, resume).await?,
+                PostgresSource::open(pg, daemon, checkpoint).await?,
             )),
         }
     }

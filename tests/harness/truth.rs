@@ -708,9 +708,12 @@ async fn truth_checker_detects_a_divergence() {
         .await
         .expect("clean stop");
 
-    // Row 0 predates the slot, so it is not in the lake: a missing row.
+    // Row 0 predates the slot and came through the initial snapshot; row 9
+    // is written while the daemon is stopped, so it is not in the lake.
+    db.execute("INSERT INTO t VALUES (9, 9, 9, '2009-09-09', '{}')")
+        .await;
     expect_mismatch(&db, &config, "only in source").await;
-    db.execute("DELETE FROM t WHERE id = 0").await;
+    db.execute("DELETE FROM t WHERE id = 9").await;
     assert_lake_matches_source(&db, &config.lake, &config.source, &["public.t"]).await;
     // A changed value, shown as a per-column difference of the same key.
     db.execute("UPDATE t SET n = 1.25 WHERE id = 1").await;

@@ -450,6 +450,59 @@ pub async fn column_nullability(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// The relation as a pgoutput `Relation` message would describe it now:
+/// published columns (not dropped, not generated) in attribute order with
+/// resolved types, and the replica-identity key flags pgoutput sets (every
+/// column under FULL, the primary key under DEFAULT, the index under USING
+/// INDEX, none under NOTHING). A snapshot builds its schema from this so its
+/// rows carry exactly the schema the stream will. `None` if the table is gone.
+pub async fn relation_desc(
+    client: &Client,
+    types: &mut TypeCache,
+    schema: &str,
+    table: &str,
+) -> Result<Option<crate::RelationDesc>, PgError> {
+    let Some(oid) = table_oid(client, schema, table).await? else {
+        return Ok(None);
+    };
+    let identity = table_identity(client, schema, table).await?;
+    let key: &[String] = match identity.replica_identity {
+        ReplicaIdentity::Default => &identity.primary_key,
+        ReplicaIdentity::Index => &identity.identity_index_columns,
+        ReplicaIdentity::Full | ReplicaIdentity::Nothing => &[],
+    };
+    let rows = client
+        .query(
+            "SELECT attname::text, atttypid, atttypmod FROM pg_catalog.pg_attribute \
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' \
+             ORDER BY attnum",
+            &[&oid],
+        )
+        .await?;
+    let mut columns = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.get(0);
+        let type_oid: u32 = row.get(1);
+        let type_modifier: i32 = row.get(2);
+        let type_info = types.resolve(client, type_oid, type_modifier).await?;
+        let is_key = identity.replica_identity == ReplicaIdentity::Full || key.contains(&name);
+        columns.push(crate::RelColumn {
+            name,
+            type_oid,
+            type_modifier,
+            is_key,
+            type_info,
+        });
+    }
+    Ok(Some(crate::RelationDesc {
+        oid,
+        namespace: schema.to_string(),
+        name: table.to_string(),
+        replica_identity: identity.replica_identity,
+        columns,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -252,6 +252,14 @@ impl From<pg_walstream::ReplicationError> for PgError {
         let server =
             |msg: &str| split_sqlstate(msg).map(|(code, rest)| PgError::from_sqlstate(code, rest));
         match e {
+            R::TransientConnection(m) | R::ReplicationConnection(m)
+                if m.contains("must be superuser or replication role") =>
+            {
+                PgError::ReplicationPrivilege {
+                    user: "<connector role>".into(),
+                    message: m,
+                }
+            }
             R::TransientConnection(m) => {
                 server(&m).unwrap_or(if m.contains("COPY") || m.contains("stream") {
                     PgError::WalsenderTerminated { message: m }

@@ -22,6 +22,7 @@
 //! - [`catalog`]: catalog queries over `tokio-postgres` (type resolution,
 //!   tables of a publication/schema, replica identity, primary keys).
 //! - [`slot`]: create/reuse slot and publication; slot state queries.
+//! - [`exported_slot`]: create a slot with an exported snapshot (initial copy hand-off).
 //! - [`preflight`]: the checks behind `tributary check`.
 //! - [`decoder`] / [`event`] / [`transaction_buffer`]: pgoutput decoding into
 //!   [`PgEvent`]s; streamed in-progress transactions are buffered (spilling to
@@ -33,12 +34,13 @@ pub mod catalog;
 pub mod decoder;
 pub mod error;
 pub mod event;
+pub mod exported_slot;
 pub mod lsn;
 pub mod preflight;
 mod reader;
 pub mod replication;
 pub mod slot;
-mod sql;
+pub mod sql;
 pub mod transaction_buffer;
 
 pub use catalog::{PgTypeInfo, PgTypeKind, TableIdentity};
@@ -46,6 +48,7 @@ pub use decoder::{
     Cell, ChangeKind, PgChange, PgEvent, RelColumn, RelationDesc, ReplicaIdentity, Tuple,
 };
 pub use error::PgError;
+pub use exported_slot::ExportedSlot;
 pub use lsn::Lsn;
 pub use preflight::{PreflightConfig, Problem};
 pub use replication::{PgReplication, PgReplicationConfig};

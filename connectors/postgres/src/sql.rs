@@ -1,7 +1,7 @@
 //! Quoting helpers for the SQL this crate builds (publication DDL) and prints in remedies.
 
 /// Quote an SQL identifier unless it is a plain lower-case name.
-pub(crate) fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     let plain = !name.is_empty()
         && name.bytes().enumerate().all(|(i, b)| {
             b == b'_' || b.is_ascii_lowercase() || (i > 0 && (b.is_ascii_digit() || b == b'$'))
@@ -14,12 +14,12 @@ pub(crate) fn quote_ident(name: &str) -> String {
 }
 
 /// `schema.table`, each part quoted as needed.
-pub(crate) fn qualified(schema: &str, table: &str) -> String {
+pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
 /// Quote an SQL string literal.
-pub(crate) fn quote_literal(s: &str) -> String {
+pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 

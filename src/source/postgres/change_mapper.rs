@@ -188,6 +188,26 @@ impl ChangeMapper {
         })
     }
 
+    /// A snapshot row emitted inside the open transaction (an incremental
+    /// snapshot's chunk at its high watermark): numbered like a change.
+    pub fn read_envelope(
+        &mut self,
+        table: Arc<TableSchema>,
+        row: Row,
+        change_lsn: u64,
+    ) -> Result<Envelope, SourceError> {
+        self.envelope(
+            Op::Read,
+            table,
+            change_lsn,
+            Images {
+                after: Some(row),
+                before: None,
+                unchanged: Vec::new(),
+            },
+        )
+    }
+
     /// Maps one change into one or two envelopes, appended to `out`.
     pub fn change(
         &mut self,

@@ -8,24 +8,31 @@
 //! Streaming: connector events are mapped by [`ChangeMapper`]; commits become
 //! [`SourceEvent::Commit`] with the commit's end LSN as the resume point.
 
+pub mod binary_value;
 mod change_mapper;
+pub mod snapshot;
 mod text_value;
 mod type_map;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tributary_postgres::catalog;
 use tributary_postgres::slot::{self, PublicationTables};
-use tributary_postgres::{Lsn, PgEvent, PgReplication, PgReplicationConfig};
+use tributary_postgres::{ExportedSlot, Lsn, PgEvent, PgReplication, PgReplicationConfig};
 
 pub use change_mapper::ChangeMapper;
 pub use text_value::{ValueError, parse_text};
 pub use type_map::map_type;
 
-use crate::config::{DaemonConfig, PostgresSourceConfig, SslMode};
+use crate::checkpoint::Checkpoint;
+use crate::config::{DaemonConfig, PostgresSourceConfig, SnapshotMode, SslMode};
 use crate::position::ResumePoint;
+use crate::snapshot::{SnapshotKind, SnapshotState};
 use crate::source::{Source, SourceError, SourceEvent};
+use snapshot::signal::{self, SIGNAL_PREFIX};
+use snapshot::{ChunkOutcome, ClosedChunk, InitialCopy, WATERMARK_PREFIX, WatermarkSnapshots};
 
 /// Session settings that fix the text form pgoutput uses for dates, times and
 /// floats, so [`parse_text`] has exactly one grammar per type.
@@ -35,9 +42,31 @@ pub const SESSION_OPTIONS: &str =
 /// A running PostgreSQL source.
 #[derive(Debug)]
 pub struct PostgresSource {
-    replication: PgReplication,
+    config: PostgresSourceConfig,
+    phase: Phase,
     mapper: ChangeMapper,
     pending: VecDeque<SourceEvent>,
+    /// Snapshot progress; reported after the rows it counts.
+    state: SnapshotState,
+    /// How to start streaming once an initial copy is done.
+    stream: PgReplicationConfig,
+    watermarks: Option<WatermarkSnapshots>,
+    signal_table: Option<String>,
+    /// Report the snapshot state after the current transaction's commit.
+    progress_after_commit: bool,
+}
+
+/// What the source is doing.
+#[derive(Debug)]
+enum Phase {
+    /// Copying tables under the exported snapshot; streaming starts after.
+    Copying {
+        copy: Box<InitialCopy>,
+        then_stream: bool,
+    },
+    Streaming(PgReplication),
+    /// `initial_only` is done.
+    Finished,
 }
 
 /// Connects the catalog session (ordinary queries over `tokio-postgres`),
@@ -118,6 +147,20 @@ pub fn source_conninfo(config: &PostgresSourceConfig) -> Result<String, SourceEr
     ))
 }
 
+/// Names the role in a missing-REPLICATION error (the replication
+/// connection cannot ask the server who it is).
+fn with_user(error: tributary_postgres::PgError, user: &str) -> tributary_postgres::PgError {
+    match error {
+        tributary_postgres::PgError::ReplicationPrivilege { message, .. } => {
+            tributary_postgres::PgError::ReplicationPrivilege {
+                user: user.to_string(),
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
 /// The tables a source captures, as configured.
 pub fn publication_tables(config: &PostgresSourceConfig) -> PublicationTables {
     match &config.schema {
@@ -130,13 +173,19 @@ impl PostgresSource {
     pub async fn open(
         config: &PostgresSourceConfig,
         daemon: &DaemonConfig,
-        resume: Option<&ResumePoint>,
+        checkpoint: Option<&Checkpoint>,
     ) -> Result<PostgresSource, SourceError> {
         let conninfo = source_conninfo(config)?;
         tracing::info!(source = %config.name, server = %config.describe(), "connecting");
         let client = connect_catalog(config).await?;
 
-        let tables = publication_tables(config);
+        let mut tables = publication_tables(config);
+        let signal_table = config.signal_table();
+        if let (PublicationTables::Tables(list), Some(signal)) = (&mut tables, &signal_table) {
+            if !list.contains(signal) {
+                list.push(signal.clone());
+            }
+        }
         let resolved = match &tables {
             PublicationTables::Schema(schema) => catalog::schema_tables(&client, schema).await?,
             PublicationTables::Tables(list) => list.clone(),
@@ -165,46 +214,169 @@ impl PostgresSource {
             config.manage_publication,
         )
         .await?;
-        let slot_state = slot::ensure_slot(&client, &config.slot).await?;
-        tracing::info!(
-            source = %config.name,
-            slot = %config.slot,
-            confirmed_flush = ?slot_state.confirmed_flush_lsn.map(|l| l.to_string()),
-            tables = resolved.len(),
-            "slot and publication ready"
-        );
 
-        let start_lsn = match resume {
+        let signal_qualified = signal_table.as_ref().map(|(s, t)| format!("{s}.{t}"));
+        let mut captured: Vec<String> = resolved
+            .iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .filter(|t| Some(t) != signal_qualified.as_ref())
+            .collect();
+        captured.sort();
+        let first_start = checkpoint.is_none();
+        let mut state = match checkpoint.and_then(|c| c.snapshot.clone()) {
+            Some(state) => state,
+            // A lake written before snapshots existed: its tables are known.
+            None if !first_start => SnapshotState {
+                tables: captured.clone(),
+                ..SnapshotState::default()
+            },
+            None => SnapshotState::default(),
+        };
+        state.pending.retain(|p| captured.contains(&p.table));
+        let added: Vec<String> = captured
+            .iter()
+            .filter(|t| !state.tables.contains(t))
+            .filter(|t| config.snapshot_mode_of(t) != SnapshotMode::Never)
+            .cloned()
+            .collect();
+        state.tables = captured.clone();
+
+        let spill_dir: PathBuf = daemon.data_dir.join(&config.name).join("spill");
+        let start_lsn = match checkpoint.and_then(|c| c.resume.as_ref()) {
             Some(ResumePoint::Postgres { lsn }) if *lsn > 0 => Some(Lsn(*lsn)),
             _ => None,
         };
-        let spill_dir: PathBuf = daemon.data_dir.join(&config.name).join("spill");
-        let replication = PgReplication::start(
-            PgReplicationConfig {
-                conninfo: conninfo.clone(),
-                slot: config.slot.clone(),
-                publication: config.publication.clone(),
-                start_lsn,
-                spill_dir,
-                memory_budget_bytes: config.txn_memory_mb * 1024 * 1024,
-                channel_capacity: 4,
-            },
-            Some(std::sync::Arc::new(client)),
-        )
-        .await?;
-        Ok(PostgresSource {
-            replication,
+        let stream = PgReplicationConfig {
+            conninfo: conninfo.clone(),
+            slot: config.slot.clone(),
+            publication: config.publication.clone(),
+            start_lsn,
+            spill_dir,
+            memory_budget_bytes: config.txn_memory_mb * 1024 * 1024,
+            channel_capacity: 4,
+        };
+
+        let slot_state = slot::slot_state(&client, &config.slot).await?;
+        let phase = if config.snapshot == SnapshotMode::InitialOnly {
+            // A one-off copy: a temporary slot provides the consistent
+            // snapshot and disappears with it, so no WAL is retained after.
+            for table in &added {
+                state.enqueue(table, SnapshotKind::Initial);
+            }
+            if state.pending.is_empty() {
+                Phase::Finished
+            } else {
+                let temp = format!("tributary_copy_{}", std::process::id());
+                let exported = ExportedSlot::create(&conninfo, &temp, true)
+                    .await
+                    .map_err(|e| with_user(e, &config.user))?;
+                let copy = InitialCopy::start(config, exported, &mut state).await?;
+                Phase::Copying {
+                    copy: Box::new(copy),
+                    then_stream: false,
+                }
+            }
+        } else if !slot_state.exists && first_start && !added.is_empty() {
+            for table in &added {
+                state.enqueue(table, SnapshotKind::Initial);
+            }
+            let exported = ExportedSlot::create(&conninfo, &config.slot, false)
+                .await
+                .map_err(|e| with_user(e, &config.user))?;
+            tracing::info!(
+                source = %config.name,
+                slot = %config.slot,
+                tables = state.pending.len(),
+                "initial snapshot under the slot's exported snapshot"
+            );
+            let copy = InitialCopy::start(config, exported, &mut state).await?;
+            Phase::Copying {
+                copy: Box::new(copy),
+                then_stream: true,
+            }
+        } else {
+            let slot_state = slot::ensure_slot(&client, &config.slot).await?;
+            tracing::info!(
+                source = %config.name,
+                slot = %config.slot,
+                confirmed_flush = ?slot_state.confirmed_flush_lsn.map(|l| l.to_string()),
+                tables = resolved.len(),
+                "slot and publication ready"
+            );
+            // Whatever was not copied under an exported snapshot (an
+            // interrupted initial copy, added tables, a pre-existing slot)
+            // is copied incrementally while streaming.
+            state.demote_initial();
+            for table in &added {
+                state.enqueue(table, SnapshotKind::Incremental);
+            }
+            Phase::Streaming(PgReplication::start(stream.clone(), Some(Arc::new(client))).await?)
+        };
+        let mut source = PostgresSource {
+            config: config.clone(),
+            phase,
             mapper,
             pending: VecDeque::new(),
-        })
+            state,
+            stream,
+            watermarks: None,
+            signal_table: signal_qualified,
+            progress_after_commit: false,
+        };
+        if !source.state.pending.is_empty() || !added.is_empty() || first_start {
+            source
+                .pending
+                .push_back(SourceEvent::Progress(source.state.clone()));
+        }
+        Ok(source)
     }
 
-    /// Pulls connector events until at least one source event is ready.
+    /// Pulls work until at least one source event is ready.
     async fn fill(&mut self) -> Result<(), SourceError> {
         let mut envelopes = Vec::new();
         while self.pending.is_empty() {
-            for event in self.replication.next_batch().await? {
-                self.map_event(event, &mut envelopes)?;
+            match &mut self.phase {
+                Phase::Copying { copy, then_stream } => {
+                    if copy.fill(&mut self.state, &mut self.pending).await? {
+                        continue;
+                    }
+                    let then_stream = *then_stream;
+                    let Phase::Copying { copy, .. } =
+                        std::mem::replace(&mut self.phase, Phase::Finished)
+                    else {
+                        unreachable!()
+                    };
+                    copy.stop().await;
+                    if then_stream {
+                        let client = connect_catalog(&self.config).await?;
+                        tracing::info!(source = %self.config.name, "initial snapshot done; streaming");
+                        self.phase = Phase::Streaming(
+                            PgReplication::start(self.stream.clone(), Some(Arc::new(client)))
+                                .await?,
+                        );
+                    } else {
+                        tracing::info!(source = %self.config.name, "initial_only snapshot done; stopping the source");
+                    }
+                }
+                Phase::Finished => self.pending.push_back(SourceEvent::Finished),
+                Phase::Streaming(replication) => {
+                    if !self.state.pending.is_empty() && self.watermarks.is_none() {
+                        self.watermarks = Some(WatermarkSnapshots::start(&self.config).await?);
+                    }
+                    let batch = match &mut self.watermarks {
+                        Some(watermarks) => {
+                            watermarks.request_next(&self.state);
+                            tokio::select! {
+                                batch = replication.next_batch() => batch?,
+                                error = watermarks.failed() => return Err(error),
+                            }
+                        }
+                        None => replication.next_batch().await?,
+                    };
+                    for event in batch {
+                        self.map_event(event, &mut envelopes)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -226,23 +398,128 @@ impl PostgresSource {
             }
             PgEvent::Change(change) => {
                 self.mapper.change(&change, envelopes)?;
-                self.pending
-                    .extend(envelopes.drain(..).map(SourceEvent::Change));
+                for envelope in envelopes.drain(..) {
+                    if self.signal_table.as_deref() == Some(&envelope.table.qualified_name()) {
+                        self.signal_row(&envelope);
+                        continue;
+                    }
+                    if let Some(watermarks) = &mut self.watermarks {
+                        watermarks.observe(&envelope);
+                    }
+                    self.pending.push_back(SourceEvent::Change(envelope));
+                }
+            }
+            PgEvent::Message {
+                prefix,
+                content,
+                lsn,
+                ..
+            } => {
+                if prefix == WATERMARK_PREFIX {
+                    if let Some(watermarks) = &mut self.watermarks {
+                        if let Some(closed) = watermarks.on_message(&content)? {
+                            self.close_chunk(closed, lsn.0)?;
+                        }
+                    }
+                } else if prefix == SIGNAL_PREFIX {
+                    if let Some(tables) = signal::tables_from_message(&self.config.name, &content) {
+                        self.request_snapshot(tables);
+                    }
+                }
             }
             PgEvent::Commit { end_lsn, .. } => {
                 self.mapper.commit();
                 self.pending.push_back(SourceEvent::Commit {
                     resume: ResumePoint::Postgres { lsn: end_lsn.0 },
                 });
+                if std::mem::take(&mut self.progress_after_commit) {
+                    self.pending
+                        .push_back(SourceEvent::Progress(self.state.clone()));
+                }
             }
             PgEvent::Keepalive { wal_end } if !self.mapper.in_transaction() => {
                 self.pending.push_back(SourceEvent::Idle {
                     resume: ResumePoint::Postgres { lsn: wal_end.0 },
                 });
             }
-            PgEvent::Keepalive { .. } | PgEvent::Message { .. } => {}
+            PgEvent::Keepalive { .. } => {}
         }
         Ok(())
+    }
+
+    /// A chunk's high watermark: its surviving rows become `r` changes of
+    /// the watermark's transaction, and the table's cursor moves.
+    fn close_chunk(&mut self, closed: ClosedChunk, lsn: u64) -> Result<(), SourceError> {
+        match closed.outcome {
+            ChunkOutcome::Rows {
+                schema,
+                rows,
+                cursor_after,
+            } => {
+                let count = rows.len() as u64;
+                for row in rows {
+                    let envelope = self.mapper.read_envelope(schema.clone(), row, lsn)?;
+                    self.pending.push_back(SourceEvent::Change(envelope));
+                }
+                match cursor_after {
+                    Some(cursor) => {
+                        if let Some(p) = self.state.pending_mut(&closed.table) {
+                            p.cursor = Some(cursor);
+                            p.rows += count;
+                        }
+                    }
+                    None => {
+                        let total = self
+                            .state
+                            .pending_mut(&closed.table)
+                            .map(|p| p.rows + count)
+                            .unwrap_or(count);
+                        tracing::info!(source = %self.config.name, table = %closed.table, rows = total, "snapshot complete");
+                        self.state.finish(&closed.table);
+                    }
+                }
+            }
+            ChunkOutcome::Gone(why) => {
+                tracing::warn!(source = %self.config.name, table = %closed.table, reason = %why, "table no longer exists; snapshot skipped");
+                self.state.skip(&closed.table);
+            }
+        }
+        self.progress_after_commit = true;
+        Ok(())
+    }
+
+    /// Queues incremental snapshots of captured tables.
+    fn request_snapshot(&mut self, tables: Vec<String>) {
+        for table in tables {
+            let Some(qualified) = crate::config::qualify(&table) else {
+                tracing::warn!(source = %self.config.name, table = %table, "snapshot request names no table; ignored");
+                continue;
+            };
+            if !self.state.tables.contains(&qualified) {
+                tracing::warn!(source = %self.config.name, table = %qualified, "snapshot requested for a table this source does not capture; ignored");
+                continue;
+            }
+            if self.state.enqueue(&qualified, SnapshotKind::Incremental) {
+                tracing::info!(source = %self.config.name, table = %qualified, "incremental snapshot requested");
+                self.progress_after_commit = true;
+            }
+        }
+    }
+
+    /// An INSERT into the signal table (never written to the lake).
+    fn signal_row(&mut self, envelope: &crate::envelope::Envelope) {
+        if envelope.op != crate::envelope::Op::Create {
+            return;
+        }
+        let Some(row) = &envelope.after else {
+            return;
+        };
+        match signal::tables_from_row(&envelope.table, row) {
+            Ok(tables) => self.request_snapshot(tables),
+            Err(why) => {
+                tracing::warn!(source = %self.config.name, table = %envelope.table.qualified_name(), reason = %why, "signal row ignored")
+            }
+        }
     }
 }
 
@@ -260,12 +537,18 @@ impl Source for PostgresSource {
 
     async fn ack(&mut self, resume: &ResumePoint) -> Result<(), SourceError> {
         let ResumePoint::Postgres { lsn } = resume;
-        self.replication.ack(Lsn(*lsn));
+        if let Phase::Streaming(replication) = &self.phase {
+            replication.ack(Lsn(*lsn));
+        }
         Ok(())
     }
 
     async fn close(self) -> Result<(), SourceError> {
-        self.replication.shutdown().await;
+        match self.phase {
+            Phase::Streaming(replication) => replication.shutdown().await,
+            Phase::Copying { copy, .. } => copy.stop().await,
+            Phase::Finished => {}
+        }
         Ok(())
     }
 }

@@ -1,0 +1,67 @@
+//! `tributary snapshot --source NAME --table T…`: ask a source for an
+//! incremental snapshot of some of its tables.
+//!
+//! The request is written into the source database's WAL as a transactional
+//! logical message, so it travels to the daemon through the replication
+//! stream it already reads: no admin port, no shared files, and a request
+//! made while the daemon is stopped is honoured when it starts. The daemon
+//! copies the tables chunk by chunk between watermarks while it keeps
+//! streaming (see `source::postgres::snapshot`).
+
+use crate::config::{Config, SourceConfig, qualify};
+use crate::source::postgres::connect_catalog;
+use crate::source::postgres::snapshot::signal::{SIGNAL_PREFIX, SnapshotSignal};
+
+/// Writes the request; returns the text printed to the operator.
+pub async fn request(config: &Config, name: &str, tables: &[String]) -> Result<String, String> {
+    let source = super::checkpoint::find(config, name)?;
+    let SourceConfig::Postgres(pg) = source;
+    if tables.is_empty() {
+        return Err("name at least one table with --table schema.table".into());
+    }
+    let mut qualified = Vec::with_capacity(tables.len());
+    for table in tables {
+        let q = qualify(table)
+            .ok_or_else(|| format!("{table:?} is not a table name; write schema.table"))?;
+        let captured = match &pg.schema {
+            Some(schema) => q.starts_with(&format!("{schema}.")),
+            None => pg.table_list().iter().any(|(s, t)| format!("{s}.{t}") == q),
+        };
+        if !captured {
+            return Err(format!(
+                "source {name} does not capture {q}; add it to the source's `tables` (a restart then snapshots it by itself)"
+            ));
+        }
+        qualified.push(q);
+    }
+    let client = connect_catalog(pg).await.map_err(|e| e.to_string())?;
+    for q in &qualified {
+        let (schema, table) = q.split_once('.').expect("qualified");
+        let exists = tributary_postgres::catalog::table_oid(&client, schema, table)
+            .await
+            .map_err(|e| e.to_string())?;
+        if exists.is_none() {
+            return Err(format!(
+                "table {q} does not exist in database {}",
+                pg.database
+            ));
+        }
+    }
+    let content = serde_json::to_string(&SnapshotSignal {
+        source: name.to_string(),
+        tables: qualified.clone(),
+    })
+    .expect("signal serializes");
+    let lsn: String = client
+        .query_one(
+            "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)::text",
+            &[&SIGNAL_PREFIX, &content],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    Ok(format!(
+        "{name}: incremental snapshot of {} requested (WAL {lsn}); the running daemon, or its next start, copies the tables while streaming; follow it with `tributary checkpoint show`",
+        qualified.join(", ")
+    ))
+}

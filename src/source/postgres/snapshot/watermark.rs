@@ -1,0 +1,433 @@
+//! Incremental snapshots while streaming: the DBLog watermark algorithm.
+//!
+//! ```text
+//!  driver task (own session)                     replication stream (source)
+//!  ─────────────────────────                     ──────────────────────────────────────────
+//!  emit LOW watermark  ───── WAL ─────────────▶  LOW seen: open the chunk's window
+//!  SELECT chunk (COPY binary, key order)          changes of the table in the window: remember their keys
+//!  hand rows to the source
+//!  emit HIGH watermark ───── WAL ─────────────▶  HIGH seen: drop chunk rows whose key changed in the
+//!                                                window, emit the rest as `r` inside HIGH's transaction
+//! ```
+//!
+//! Watermarks are transactional logical messages
+//! (`pg_logical_emit_message(true, 'tributary.watermark', …)`), so they need
+//! no table and reach only logical decoding. The stream is never paused and
+//! no change is reordered: every change committed before the chunk was read
+//! sorts before the chunk rows (which sit at HIGH's position), and any change
+//! the chunk could have missed or pre-empted happened inside the window, is
+//! streamed itself, and removed the chunk's copy of that row. Watermark ids
+//! carry a per-process run id, so watermarks replayed after a restart are
+//! ignored and the interrupted chunk is simply read again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Client;
+use tributary_postgres::catalog::TypeCache;
+
+use super::chunk_reader::{ChunkError, read_chunk};
+use super::progress::ProgressReporter;
+use super::table_plan::{ChunkKey, TablePlan};
+use crate::config::PostgresSourceConfig;
+use crate::envelope::{Envelope, Op, Row, Value};
+use crate::schema::TableSchema;
+use crate::snapshot::{ChunkCursor, SnapshotState};
+use crate::source::SourceError;
+use crate::source::postgres::connect_catalog;
+
+/// Prefix of watermark messages.
+pub const WATERMARK_PREFIX: &str = "tributary.watermark";
+
+/// A watermark message's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Watermark {
+    run: String,
+    chunk: u64,
+    mark: Mark,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Mark {
+    Low,
+    High,
+}
+
+/// A chunk to read.
+#[derive(Debug)]
+struct ChunkRequest {
+    id: u64,
+    table: String,
+    cursor: Option<ChunkCursor>,
+}
+
+/// What the driver read for one chunk.
+#[derive(Debug)]
+pub enum ChunkOutcome {
+    Rows {
+        schema: Arc<TableSchema>,
+        rows: Vec<Row>,
+        /// `None`: this was the table's last chunk.
+        cursor_after: Option<ChunkCursor>,
+    },
+    /// The table no longer exists (dropped meanwhile): skip it.
+    Gone(String),
+}
+
+/// The chunk currently between its watermarks.
+#[derive(Debug)]
+struct Window {
+    id: u64,
+    table: String,
+    open: bool,
+    changed: HashSet<String>,
+    truncated: bool,
+}
+
+/// What the source must do with the rows of a chunk whose high watermark
+/// was just seen.
+#[derive(Debug)]
+pub struct ClosedChunk {
+    pub table: String,
+    pub outcome: ChunkOutcome,
+}
+
+/// The incremental-snapshot machinery of one running source.
+#[derive(Debug)]
+pub struct WatermarkSnapshots {
+    run_id: String,
+    next_id: u64,
+    requests: mpsc::Sender<ChunkRequest>,
+    results: mpsc::Receiver<(u64, ChunkOutcome)>,
+    failure: oneshot::Receiver<SourceError>,
+    driver: tokio::task::JoinHandle<()>,
+    window: Option<Window>,
+    reporter: ProgressReporter,
+}
+
+impl Drop for WatermarkSnapshots {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// The dedup identity of a row: its key values.
+fn key_string(values: impl Iterator<Item = Value>) -> String {
+    let key: Vec<Value> = values.collect();
+    format!("{key:?}")
+}
+
+impl WatermarkSnapshots {
+    /// Connects the driver session and starts its task.
+    pub async fn start(config: &PostgresSourceConfig) -> Result<WatermarkSnapshots, SourceError> {
+        let client = connect_catalog(config).await?;
+        let (requests, request_rx) = mpsc::channel(1);
+        let (result_tx, results) = mpsc::channel(1);
+        let (failure_tx, failure) = oneshot::channel();
+        let run_id = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        let driver = Driver {
+            client,
+            types: TypeCache::new(),
+            source: config.name.clone(),
+            database: config.database.clone(),
+            chunk_rows: config.snapshot_chunk_rows,
+            run_id: run_id.clone(),
+        };
+        let task = tokio::spawn(driver.run(request_rx, result_tx, failure_tx));
+        Ok(WatermarkSnapshots {
+            run_id,
+            next_id: 0,
+            requests,
+            results,
+            failure,
+            driver: task,
+            window: None,
+            reporter: ProgressReporter::new(&config.name, "incremental", Vec::new()),
+        })
+    }
+
+    /// Starts the next chunk of the first pending table, unless a chunk is
+    /// already between its watermarks.
+    pub fn request_next(&mut self, state: &SnapshotState) {
+        if self.window.is_some() {
+            return;
+        }
+        let Some(next) = state.pending.first() else {
+            return;
+        };
+        self.next_id += 1;
+        self.reporter.add_table(&next.table, 0);
+        let request = ChunkRequest {
+            id: self.next_id,
+            table: next.table.clone(),
+            cursor: next.cursor.clone(),
+        };
+        self.window = Some(Window {
+            id: self.next_id,
+            table: next.table.clone(),
+            open: false,
+            changed: HashSet::new(),
+            truncated: false,
+        });
+        if self.requests.try_send(request).is_err() {
+            // The driver is gone; `failed` reports why.
+            self.window = None;
+        }
+    }
+
+    /// Whether a chunk is in progress.
+    pub fn busy(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// Completes when the driver failed.
+    pub async fn failed(&mut self) -> SourceError {
+        match (&mut self.failure).await {
+            Ok(error) => error,
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Notes a change the stream delivered (keys changed inside a window).
+    pub fn observe(&mut self, envelope: &Envelope) {
+        let Some(window) = self.window.as_mut() else {
+            return;
+        };
+        if !window.open || envelope.table.qualified_name() != window.table {
+            return;
+        }
+        if envelope.op == Op::Truncate {
+            window.truncated = true;
+        } else {
+            window
+                .changed
+                .insert(key_string(envelope.key().into_iter()));
+        }
+    }
+
+    /// A logical message from the stream. Returns the chunk to emit when it
+    /// is this run's high watermark of the current chunk.
+    pub fn on_message(&mut self, content: &[u8]) -> Result<Option<ClosedChunk>, SourceError> {
+        let Ok(mark) = serde_json::from_slice::<Watermark>(content) else {
+            return Ok(None);
+        };
+        let Some(window) = self.window.as_mut() else {
+            return Ok(None);
+        };
+        if mark.run != self.run_id || mark.chunk != window.id {
+            return Ok(None);
+        }
+        match mark.mark {
+            Mark::Low => {
+                window.open = true;
+                Ok(None)
+            }
+            Mark::High => {
+                let window = self.window.take().expect("checked above");
+                // The driver hands over the rows before it writes HIGH.
+                let (id, outcome) = self.results.try_recv().map_err(|_| {
+                    SourceError::definite(
+                        "incremental snapshot: high watermark seen before its chunk was read (internal error); restart the daemon",
+                    )
+                })?;
+                if id != window.id {
+                    return Err(SourceError::definite(format!(
+                        "incremental snapshot: chunk {id} arrived for watermark {} (internal error); restart the daemon",
+                        window.id
+                    )));
+                }
+                let outcome = match outcome {
+                    ChunkOutcome::Rows {
+                        schema,
+                        rows,
+                        cursor_after,
+                    } => {
+                        let read = rows.len();
+                        let kept: Vec<Row> = if window.truncated {
+                            Vec::new()
+                        } else {
+                            rows.into_iter()
+                                .filter(|row| {
+                                    let key =
+                                        key_string(schema.key.iter().map(|&i| row[i].clone()));
+                                    !window.changed.contains(&key)
+                                })
+                                .collect()
+                        };
+                        tracing::debug!(table = %window.table, read, kept = kept.len(), changed_in_window = window.changed.len(), "chunk closed");
+                        self.reporter.chunk_done(&window.table, kept.len() as u64);
+                        if cursor_after.is_none() {
+                            self.reporter.table_finished(&window.table);
+                        }
+                        ChunkOutcome::Rows {
+                            schema,
+                            rows: kept,
+                            cursor_after,
+                        }
+                    }
+                    gone => {
+                        self.reporter.table_finished(&window.table);
+                        gone
+                    }
+                };
+                Ok(Some(ClosedChunk {
+                    table: window.table,
+                    outcome,
+                }))
+            }
+        }
+    }
+}
+
+/// The task that writes watermarks and reads chunks on its own session.
+struct Driver {
+    client: Client,
+    types: TypeCache,
+    source: String,
+    database: String,
+    chunk_rows: usize,
+    run_id: String,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<ChunkRequest>,
+        results: mpsc::Sender<(u64, ChunkOutcome)>,
+        failure: oneshot::Sender<SourceError>,
+    ) {
+        while let Some(request) = requests.recv().await {
+            if let Err(error) = self.chunk(request, &results).await {
+                let _ = failure.send(error);
+                return;
+            }
+        }
+    }
+
+    async fn emit(&self, chunk: u64, mark: Mark) -> Result<(), SourceError> {
+        let content = serde_json::to_string(&Watermark {
+            run: self.run_id.clone(),
+            chunk,
+            mark,
+        })
+        .expect("watermark serializes");
+        self.client
+            .execute(
+                "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)",
+                &[&WATERMARK_PREFIX, &content],
+            )
+            .await
+            .map_err(|e| SourceError::from(tributary_postgres::PgError::from(e)))?;
+        Ok(())
+    }
+
+    /// Loads the table's plan for every chunk, so a column added or
+    /// dropped during a long snapshot is read with the current shape.
+    async fn plan(&mut self, table: &str) -> Result<Option<TablePlan>, SourceError> {
+        let (schema, name) = table.split_once('.').expect("qualified table name");
+        TablePlan::load(
+            &self.client,
+            &mut self.types,
+            &self.source,
+            &self.database,
+            schema,
+            name,
+        )
+        .await
+    }
+
+    async fn chunk(
+        &mut self,
+        request: ChunkRequest,
+        results: &mpsc::Sender<(u64, ChunkOutcome)>,
+    ) -> Result<(), SourceError> {
+        self.emit(request.id, Mark::Low).await?;
+        let outcome = match self.plan(&request.table).await? {
+            None => ChunkOutcome::Gone(format!("{} does not exist", request.table)),
+            Some(plan) => match self.read(&plan, request.cursor.as_ref()).await {
+                Ok(outcome) => outcome,
+                Err(ChunkError::Gone(why)) => ChunkOutcome::Gone(why),
+                Err(ChunkError::Source(e)) => return Err(e),
+            },
+        };
+        if results.send((request.id, outcome)).await.is_err() {
+            return Ok(());
+        }
+        self.emit(request.id, Mark::High).await
+    }
+
+    async fn read(
+        &self,
+        plan: &TablePlan,
+        cursor: Option<&ChunkCursor>,
+    ) -> Result<ChunkOutcome, ChunkError> {
+        match &plan.chunk_key {
+            ChunkKey::Columns { .. } => {
+                let after = match cursor {
+                    Some(ChunkCursor::KeyAfter { values }) => Some(values.as_slice()),
+                    _ => None,
+                };
+                let sql = plan.keyset_copy(after, self.chunk_rows);
+                let chunk = read_chunk(&self.client, plan, &sql, plan.key_text_columns()).await?;
+                let cursor_after = if chunk.rows.len() < self.chunk_rows {
+                    None
+                } else {
+                    chunk
+                        .last_key
+                        .map(|values| ChunkCursor::KeyAfter { values })
+                };
+                Ok(ChunkOutcome::Rows {
+                    schema: plan.schema.clone(),
+                    rows: chunk.rows,
+                    cursor_after,
+                })
+            }
+            ChunkKey::Pages => {
+                let from = match cursor {
+                    Some(ChunkCursor::PageFrom { page }) => *page,
+                    _ => 0,
+                };
+                let stats = self
+                    .client
+                    .query_opt(
+                        "SELECT GREATEST(reltuples, 0)::int8, relpages::int8, \
+                         (pg_catalog.pg_relation_size(oid) / current_setting('block_size')::int8)::int8 \
+                         FROM pg_catalog.pg_class WHERE oid = $1",
+                        &[&plan.oid],
+                    )
+                    .await
+                    .map_err(|e| match e.code().map(|c| c.code()) {
+                        Some("42P01") => ChunkError::Gone(plan.qualified.clone()),
+                        _ => ChunkError::Source(tributary_postgres::PgError::from(e).into()),
+                    })?
+                    .ok_or_else(|| ChunkError::Gone(format!("{} does not exist", plan.qualified)))?;
+                let (reltuples, relpages, pages): (i64, i64, i64) =
+                    (stats.get(0), stats.get(1), stats.get(2));
+                let per_page = if reltuples > 0 && relpages > 0 {
+                    (reltuples / relpages).max(1) as usize
+                } else {
+                    60
+                };
+                let step = (self.chunk_rows / per_page).max(1) as u32;
+                let to = from + step;
+                let last = i64::from(to) >= pages;
+                let sql = plan.pages_copy(from, (!last).then_some(to));
+                let chunk = read_chunk(&self.client, plan, &sql, 0).await?;
+                Ok(ChunkOutcome::Rows {
+                    schema: plan.schema.clone(),
+                    rows: chunk.rows,
+                    cursor_after: (!last).then_some(ChunkCursor::PageFrom { page: to }),
+                })
+            }
+        }
+    }
+}
