@@ -153,3 +153,40 @@ impl Envelope {
         }
     }
 }
+
+/// Snapshot reads (`r`) already in columnar form: an initial copy decodes
+/// each chunk straight into Arrow arrays and hands the sink one batch
+/// instead of one [`Envelope`] per row. Row `i` has the position of
+/// [`ReadBatch::first`] with its ordinal advanced by `i`; every row shares
+/// `source`.
+#[derive(Debug, Clone)]
+pub struct ReadBatch {
+    pub table: Arc<TableSchema>,
+    /// One array per data column, typed as [`crate::schema::ColumnType::arrow_type`].
+    pub columns: Vec<arrow_array::ArrayRef>,
+    pub rows: usize,
+    pub first: Position,
+    pub source: SourceInfo,
+    /// In-memory size of the arrays (for flush limits).
+    pub approx_bytes: usize,
+}
+
+impl ReadBatch {
+    /// Position of row `i`.
+    pub fn position(&self, i: usize) -> Position {
+        match self.first {
+            Position::Postgres {
+                commit_lsn,
+                ordinal,
+            } => Position::Postgres {
+                commit_lsn,
+                ordinal: ordinal + i as u64,
+            },
+        }
+    }
+
+    /// Position of the last row.
+    pub fn last(&self) -> Position {
+        self.position(self.rows.saturating_sub(1))
+    }
+}

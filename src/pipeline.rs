@@ -352,6 +352,24 @@ impl Run<'_> {
                     self.flush(source).await?;
                 }
             }
+            SourceEvent::Reads(reads) => {
+                self.in_txn = true;
+                let last = reads.last();
+                if reads.rows == 0 || self.skip_through.is_some_and(|p| last <= p) {
+                    return Ok(Handled::Continue);
+                }
+                self.sink
+                    .write_reads(&reads)
+                    .map_err(|e| self.sink_err(e))?;
+                self.last_written = Some(last);
+                if self.deadline.is_none() && !self.flush_at_commit {
+                    self.deadline =
+                        Some(Instant::now() + Duration::from_millis(self.lake.flush_interval_ms));
+                }
+                if self.over_limits() {
+                    self.flush(source).await?;
+                }
+            }
             SourceEvent::Commit { resume } => {
                 self.in_txn = false;
                 self.last_commit = Some(resume);

@@ -37,6 +37,34 @@ impl Position {
         }
     }
 
+    /// [`Position::sort_key`] without allocating (the hot path of every
+    /// delta row).
+    pub fn sort_key_buf(&self) -> SortKey {
+        match self {
+            Position::Postgres {
+                commit_lsn,
+                ordinal,
+            } => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                let mut bytes = [0u8; SORT_KEY_LEN];
+                for (i, b) in bytes[..16].iter_mut().enumerate() {
+                    *b = HEX[((commit_lsn >> ((15 - i) * 4)) & 0xF) as usize];
+                }
+                bytes[16] = b'-';
+                let mut n = *ordinal;
+                for b in bytes[17..].iter_mut().rev() {
+                    *b = b'0' + (n % 10) as u8;
+                    n /= 10;
+                }
+                if n > 0 {
+                    // Wider than 12 digits: fall back to the general form.
+                    return SortKey::Long(self.sort_key());
+                }
+                SortKey::Short(bytes)
+            }
+        }
+    }
+
     /// Inverse of [`Position::sort_key`] for PostgreSQL positions.
     pub fn parse_postgres_sort_key(key: &str) -> Option<Position> {
         let (lsn, ord) = key.split_once('-')?;
@@ -61,6 +89,25 @@ impl fmt::Display for Position {
                 commit_lsn,
                 ordinal,
             } => write!(f, "lsn {} change #{ordinal}", format_lsn(*commit_lsn)),
+        }
+    }
+}
+
+/// Length of a PostgreSQL sort key: 16 hex digits, `-`, 12 decimal digits.
+const SORT_KEY_LEN: usize = 29;
+
+/// A sort key on the stack (see [`Position::sort_key_buf`]).
+#[derive(Debug, Clone)]
+pub enum SortKey {
+    Short([u8; SORT_KEY_LEN]),
+    Long(String),
+}
+
+impl SortKey {
+    pub fn as_str(&self) -> &str {
+        match self {
+            SortKey::Short(bytes) => std::str::from_utf8(bytes).expect("ASCII digits"),
+            SortKey::Long(s) => s,
         }
     }
 }
@@ -119,6 +166,22 @@ mod tests {
         assert!(a < b && b < c);
         assert!(a.sort_key() < b.sort_key() && b.sort_key() < c.sort_key());
         assert_eq!(Position::parse_postgres_sort_key(&b.sort_key()), Some(b));
+        for p in [
+            a,
+            b,
+            c,
+            Position::Postgres {
+                commit_lsn: u64::MAX,
+                ordinal: 999_999_999_999,
+            },
+        ] {
+            assert_eq!(p.sort_key_buf().as_str(), p.sort_key());
+        }
+        let wide = Position::Postgres {
+            commit_lsn: 1,
+            ordinal: 1_000_000_000_000,
+        };
+        assert_eq!(wide.sort_key_buf().as_str(), wide.sort_key());
     }
 
     #[test]

@@ -21,17 +21,19 @@ use arrow_array::builder::{
     ArrayBuilder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
     make_builder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::error::SinkError;
 use super::values;
-use crate::envelope::{ENVELOPE_VERSION, Envelope, Op, Value};
+use crate::envelope::{ENVELOPE_VERSION, Envelope, Op, ReadBatch, Value};
+use crate::position::Position;
 use crate::schema::TableSchema;
 
 /// Metadata columns after the data columns, in file order.
@@ -88,8 +90,8 @@ pub struct DeltaBuilder {
     data: Vec<Box<dyn ArrayBuilder>>,
     ops: Vec<Op>,
     pos: StringBuilder,
-    first_pos: Option<String>,
-    last_pos: Option<String>,
+    first_pos: Option<Position>,
+    last_pos: Option<Position>,
     commit_lsn: Int64Builder,
     lsn: Int64Builder,
     xid: Int64Builder,
@@ -99,6 +101,10 @@ pub struct DeltaBuilder {
     before: StringBuilder,
     counts: OpCounts,
     approx_bytes: usize,
+    /// Snapshot batches appended whole ([`DeltaBuilder::append_reads`]),
+    /// written after the rows of the builders.
+    batches: Vec<RecordBatch>,
+    batch_rows: usize,
 }
 
 /// The Arrow schema of a delta file for `table`. Every data column is
@@ -134,7 +140,7 @@ impl std::fmt::Debug for DeltaBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeltaBuilder")
             .field("table", &self.table.qualified_name())
-            .field("rows", &self.ops.len())
+            .field("rows", &self.rows())
             .field("approx_bytes", &self.approx_bytes)
             .finish()
     }
@@ -164,6 +170,8 @@ impl DeltaBuilder {
             before: StringBuilder::new(),
             counts: OpCounts::default(),
             approx_bytes: 0,
+            batches: Vec::new(),
+            batch_rows: 0,
         }
     }
 
@@ -172,7 +180,7 @@ impl DeltaBuilder {
     }
 
     pub fn rows(&self) -> usize {
-        self.ops.len()
+        self.ops.len() + self.batch_rows
     }
 
     /// Rough size of the buffered data in memory (≥ its Parquet size).
@@ -185,8 +193,8 @@ impl DeltaBuilder {
     }
 
     /// Smallest and largest `_pos` buffered (sort keys).
-    pub fn pos_range(&self) -> Option<(&str, &str)> {
-        Some((self.first_pos.as_deref()?, self.last_pos.as_deref()?))
+    pub fn pos_range(&self) -> Option<(String, String)> {
+        Some((self.first_pos?.sort_key(), self.last_pos?.sort_key()))
     }
 
     /// Commit timestamp (µs) of the first buffered row.
@@ -302,15 +310,15 @@ impl DeltaBuilder {
             })?;
         }
         size += unchanged.iter().map(|u| u.len() + 4).sum::<usize>();
-        let pos = env.position.sort_key();
-        if self.first_pos.as_ref().is_none_or(|p| pos < *p) {
-            self.first_pos = Some(pos.clone());
+        let pos = env.position;
+        if self.first_pos.is_none_or(|p| pos < p) {
+            self.first_pos = Some(pos);
         }
-        if self.last_pos.as_ref().is_none_or(|p| pos > *p) {
-            self.last_pos = Some(pos.clone());
+        if self.last_pos.is_none_or(|p| pos > p) {
+            self.last_pos = Some(pos);
         }
         self.ops.push(env.op);
-        self.pos.append_value(&pos);
+        self.pos.append_value(pos.sort_key_buf().as_str());
         self.commit_lsn.append_value(commit_lsn);
         self.lsn.append_option(lsn);
         self.xid.append_option(xid);
@@ -334,8 +342,68 @@ impl DeltaBuilder {
         }
     }
 
-    /// The buffered rows as one Arrow batch (the builder keeps them).
-    pub fn finish(&self) -> Result<RecordBatch, SinkError> {
+    /// Buffers a whole chunk of snapshot reads: its data arrays plus the
+    /// metadata columns every `r` row has (no before image, nothing
+    /// unchanged).
+    pub fn append_reads(&mut self, reads: &ReadBatch) -> Result<(), SinkError> {
+        let n = reads.rows;
+        if n == 0 {
+            return Ok(());
+        }
+        let commit_lsn = i64::try_from(reads.first.transaction_lsn())
+            .map_err(|_| self.encode_error("commit LSN does not fit a signed 64-bit integer"))?;
+        let mut arrays = reads.columns.clone();
+        arrays.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(Op::Read.code(), n),
+        )));
+        let mut pos = StringBuilder::with_capacity(n, n * 29);
+        for i in 0..n {
+            pos.append_value(reads.position(i).sort_key_buf().as_str());
+        }
+        arrays.push(Arc::new(pos.finish()));
+        arrays.push(Arc::new(Int64Array::from_value(commit_lsn, n)));
+        arrays.push(Arc::new(Int64Array::new_null(n)));
+        arrays.push(Arc::new(Int64Array::new_null(n)));
+        arrays.push(Arc::new(
+            TimestampMicrosecondArray::from_value(reads.source.commit_ts_micros, n)
+                .with_timezone("UTC"),
+        ));
+        let mut unchanged = ListBuilder::with_capacity(StringBuilder::new(), n);
+        for _ in 0..n {
+            unchanged.append(true);
+        }
+        arrays.push(Arc::new(unchanged.finish()));
+        arrays.push(Arc::new(StringArray::new_null(n)));
+        let batch = RecordBatch::try_new(arrow_schema(&self.table), arrays)
+            .map_err(|e| self.encode_error(e))?;
+        let (first, last) = (reads.first, reads.last());
+        if self.first_pos.is_none_or(|p| first < p) {
+            self.first_pos = Some(first);
+        }
+        if self.last_pos.is_none_or(|p| last > p) {
+            self.last_pos = Some(last);
+        }
+        self.first_commit_ts
+            .get_or_insert(reads.source.commit_ts_micros);
+        self.counts.r += n as u64;
+        self.approx_bytes += reads.approx_bytes + n * 48;
+        self.batch_rows += n;
+        self.batches.push(batch);
+        Ok(())
+    }
+
+    /// The buffered rows as Arrow batches (the builder keeps them): the
+    /// row-by-row changes first, then appended snapshot batches.
+    pub fn finish(&self) -> Result<Vec<RecordBatch>, SinkError> {
+        let mut out = Vec::with_capacity(1 + self.batches.len());
+        if !self.ops.is_empty() || self.batches.is_empty() {
+            out.push(self.finish_rows()?);
+        }
+        out.extend(self.batches.iter().cloned());
+        Ok(out)
+    }
+
+    fn finish_rows(&self) -> Result<RecordBatch, SinkError> {
         let mut arrays: Vec<ArrayRef> = self.data.iter().map(|b| b.finish_cloned()).collect();
         let mut ops = StringBuilder::with_capacity(self.ops.len(), self.ops.len());
         for op in &self.ops {
@@ -354,7 +422,7 @@ impl DeltaBuilder {
 
     /// The buffered rows as a zstd Parquet file with tributary's metadata.
     pub fn encode(&self) -> Result<Bytes, SinkError> {
-        let batch = self.finish()?;
+        let batches = self.finish()?;
         let table_schema =
             serde_json::to_string(self.table.as_ref()).map_err(|e| self.encode_error(e))?;
         let metadata = vec![
@@ -374,10 +442,14 @@ impl DeltaBuilder {
             .set_compression(Compression::ZSTD(level))
             .set_created_by(CREATED_BY.into())
             .set_key_value_metadata(Some(metadata))
+            // `_pos` is unique per row: a dictionary would only cost hashing.
+            .set_column_dictionary_enabled(ColumnPath::from("_pos"), false)
             .build();
-        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))
+        let mut writer = ArrowWriter::try_new(Vec::new(), arrow_schema(&self.table), Some(props))
             .map_err(|e| self.encode_error(e))?;
-        writer.write(&batch).map_err(|e| self.encode_error(e))?;
+        for batch in &batches {
+            writer.write(batch).map_err(|e| self.encode_error(e))?;
+        }
         let bytes = writer.into_inner().map_err(|e| self.encode_error(e))?;
         Ok(Bytes::from(bytes))
     }

@@ -21,7 +21,7 @@ use super::manifest::{
     delta_path,
 };
 use super::store::LakeStore;
-use crate::envelope::{ENVELOPE_VERSION, Envelope};
+use crate::envelope::{ENVELOPE_VERSION, Envelope, ReadBatch};
 
 /// Files written concurrently during one flush.
 const PARALLEL_PUTS: usize = 8;
@@ -64,6 +64,19 @@ impl LakeSink {
             .entry(key)
             .or_insert_with(|| DeltaBuilder::new(env.table.clone(), &self.source));
         builder.append(env)
+    }
+
+    /// Buffers a chunk of snapshot reads in columnar form.
+    pub fn write_reads(&mut self, reads: &ReadBatch) -> Result<(), SinkError> {
+        let key = (
+            reads.table.qualified_name(),
+            reads.table.fingerprint.clone(),
+        );
+        let builder = self
+            .builders
+            .entry(key)
+            .or_insert_with(|| DeltaBuilder::new(reads.table.clone(), &self.source));
+        builder.append_reads(reads)
     }
 
     pub fn buffered_rows(&self) -> usize {

@@ -10,7 +10,7 @@ pub mod postgres;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{DaemonConfig, SourceConfig};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, ReadBatch};
 use crate::position::ResumePoint;
 use crate::snapshot::SnapshotState;
 
@@ -22,6 +22,9 @@ pub enum SourceEvent {
     /// One row change. Changes of one transaction arrive contiguously, in the
     /// order the database made them, and only for committed transactions.
     Change(Envelope),
+    /// A chunk of snapshot reads in columnar form (initial copy), in order
+    /// with the surrounding events like the changes it stands for.
+    Reads(ReadBatch),
     /// The end of a source transaction. `resume` is where the source restarts
     /// once every change delivered so far is durable.
     Commit { resume: ResumePoint },

@@ -37,7 +37,7 @@ impl From<SourceError> for ChunkError {
     }
 }
 
-fn pg_error(plan: &TablePlan, e: tokio_postgres::Error) -> ChunkError {
+pub(super) fn pg_error(plan: &TablePlan, e: tokio_postgres::Error) -> ChunkError {
     let code = e.code().map(|c| c.code().to_string());
     match code.as_deref() {
         // undefined_table, undefined_column: dropped or altered meanwhile.
@@ -53,6 +53,7 @@ pub async fn read_chunk(
     plan: &TablePlan,
     copy_sql: &str,
     key_texts: usize,
+    expected_rows: usize,
 ) -> Result<ChunkRows, ChunkError> {
     let stream = client
         .copy_out(copy_sql)
@@ -63,7 +64,10 @@ pub async fn read_chunk(
     let types = vec![Type::BYTEA; plan.columns.len() + key_texts];
     let rows = BinaryCopyOutStream::new(stream, &types);
     futures::pin_mut!(rows);
-    let mut out = ChunkRows::default();
+    let mut out = ChunkRows {
+        rows: Vec::with_capacity(expected_rows),
+        last_key: None,
+    };
     let mut last_key = None;
     while let Some(row) = rows.next().await {
         let row = row.map_err(|e| pg_error(plan, e))?;

@@ -25,11 +25,12 @@ use tokio_postgres::Client;
 use tributary_postgres::ExportedSlot;
 use tributary_postgres::catalog::TypeCache;
 
-use super::chunk_reader::{ChunkError, ChunkRows, read_chunk};
+use super::chunk_reader::ChunkError;
+use super::columnar_reader::{ColumnarChunk, read_chunk_columnar};
 use super::progress::ProgressReporter;
 use super::table_plan::{ChunkKey, TablePlan};
 use crate::config::PostgresSourceConfig;
-use crate::envelope::{Envelope, Op, SourceInfo};
+use crate::envelope::{ReadBatch, SourceInfo};
 use crate::position::{Position, ResumePoint};
 use crate::snapshot::{ChunkCursor, SnapshotState, TableSnapshot};
 use crate::source::postgres::connect_catalog;
@@ -44,7 +45,7 @@ struct ChunkJob {
     cursor_after: Option<ChunkCursor>,
 }
 
-type ChunkResult = (u64, Result<ChunkRows, ChunkError>, OwnedSemaphorePermit);
+type ChunkResult = (u64, Result<ColumnarChunk, ChunkError>, OwnedSemaphorePermit);
 
 /// A running initial copy.
 #[derive(Debug)]
@@ -52,7 +53,7 @@ pub struct InitialCopy {
     plans: Vec<Arc<TablePlan>>,
     jobs: Vec<ChunkJob>,
     results: mpsc::Receiver<ChunkResult>,
-    reorder: BTreeMap<u64, (Result<ChunkRows, ChunkError>, OwnedSemaphorePermit)>,
+    reorder: BTreeMap<u64, (Result<ColumnarChunk, ChunkError>, OwnedSemaphorePermit)>,
     next_seq: u64,
     skipped: Vec<bool>,
     /// Row positions: `commit_lsn` is just below the consistent point.
@@ -162,6 +163,7 @@ impl InitialCopy {
         ));
         let (tx, results) = mpsc::channel(workers * 2 + 2);
         let mut tasks = tokio::task::JoinSet::new();
+        let chunk_rows = config.snapshot_chunk_rows;
         for client in sessions {
             let queue = queue.clone();
             let permits = permits.clone();
@@ -176,7 +178,8 @@ impl InitialCopy {
                         break;
                     };
                     let plan = &plans[job.table];
-                    let result = read_chunk(&client, plan, &job.copy_sql, 0).await;
+                    let result =
+                        read_chunk_columnar(&client, plan, &job.copy_sql, chunk_rows).await;
                     if tx.send((seq, result, permit)).await.is_err() {
                         return;
                     }
@@ -248,8 +251,8 @@ impl InitialCopy {
             drop(permit);
             return Ok(true);
         }
-        let rows = match result {
-            Ok(rows) => rows.rows,
+        let chunk = match result {
+            Ok(chunk) => chunk,
             Err(ChunkError::Gone(why)) => {
                 tracing::warn!(table = %plan.qualified, reason = %why, "table dropped during the snapshot; snapshot skipped");
                 self.skipped[job.table] = true;
@@ -261,21 +264,20 @@ impl InitialCopy {
             Err(ChunkError::Source(e)) => return Err(e),
         };
         drop(permit);
-        let count = rows.len() as u64;
-        out.reserve(rows.len() + 2);
-        for row in rows {
-            self.ordinal += 1;
-            out.push_back(SourceEvent::Change(Envelope {
-                op: Op::Read,
+        let count = chunk.rows as u64;
+        if chunk.rows > 0 {
+            let first = Position::Postgres {
+                commit_lsn: self.commit_lsn,
+                ordinal: self.ordinal + 1,
+            };
+            self.ordinal += count;
+            out.push_back(SourceEvent::Reads(ReadBatch {
                 table: plan.schema.clone(),
-                after: Some(row),
-                before: None,
-                unchanged: Vec::new(),
-                position: Position::Postgres {
-                    commit_lsn: self.commit_lsn,
-                    ordinal: self.ordinal,
-                },
+                columns: chunk.columns,
+                rows: chunk.rows,
+                first,
                 source: self.info.clone(),
+                approx_bytes: chunk.approx_bytes,
             }));
         }
         out.push_back(SourceEvent::Commit {

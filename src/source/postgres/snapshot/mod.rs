@@ -15,6 +15,7 @@
 //! after the rows it counts, and persisted with them.
 
 pub mod chunk_reader;
+mod columnar_reader;
 mod initial_copy;
 mod progress;
 pub mod signal;

@@ -101,8 +101,8 @@ mod tests {
             nullable: true,
         };
         let schema = TableSchema::new(
-            "public".into(),
-            "sig".into(),
+            "public",
+            "sig",
             vec![col("id"), col("type"), col("data")],
             vec![0],
         );

@@ -377,7 +377,14 @@ impl Driver {
                     _ => None,
                 };
                 let sql = plan.keyset_copy(after, self.chunk_rows);
-                let chunk = read_chunk(&self.client, plan, &sql, plan.key_text_columns()).await?;
+                let chunk = read_chunk(
+                    &self.client,
+                    plan,
+                    &sql,
+                    plan.key_text_columns(),
+                    self.chunk_rows,
+                )
+                .await?;
                 let cursor_after = if chunk.rows.len() < self.chunk_rows {
                     None
                 } else {
@@ -421,7 +428,7 @@ impl Driver {
                 let to = from + step;
                 let last = i64::from(to) >= pages;
                 let sql = plan.pages_copy(from, (!last).then_some(to));
-                let chunk = read_chunk(&self.client, plan, &sql, 0).await?;
+                let chunk = read_chunk(&self.client, plan, &sql, 0, self.chunk_rows).await?;
                 Ok(ChunkOutcome::Rows {
                     schema: plan.schema.clone(),
                     rows: chunk.rows,
