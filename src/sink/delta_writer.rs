@@ -51,6 +51,11 @@ pub const METADATA_COLUMNS: [&str; 8] = [
 /// `created_by` of every file: fixed, so output does not depend on the build.
 pub const CREATED_BY: &str = "tributary";
 
+/// Dictionary page size before a column falls back to plain encoding: 128 KiB
+/// keeps dictionaries for low-cardinality columns (statuses, enums, flags) and
+/// stops paying for hashing unique values (ids, timestamps, names) early.
+const DICTIONARY_PAGE_LIMIT: usize = 128 * 1024;
+
 /// Zstd level: cheap on CPU, most of the size win.
 const ZSTD_LEVEL: i32 = 2;
 
@@ -444,6 +449,9 @@ impl DeltaBuilder {
             .set_key_value_metadata(Some(metadata))
             // `_pos` is unique per row: a dictionary would only cost hashing.
             .set_column_dictionary_enabled(ColumnPath::from("_pos"), false)
+            // High-cardinality columns give up on their dictionary after
+            // this much instead of hashing a whole flush first.
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
             .build();
         let mut writer = ArrowWriter::try_new(Vec::new(), arrow_schema(&self.table), Some(props))
             .map_err(|e| self.encode_error(e))?;
