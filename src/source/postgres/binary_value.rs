@@ -46,7 +46,9 @@
 //! dates, years past 9999, NaN or over-long numerics) are rendered as exactly
 //! the text PostgreSQL would print and handed to [`parse_text`] /
 //! [`parse_decimal`], so accepted values and refusals agree with the stream
-//! path by construction.
+//! path by construction. [`fast_date`] and [`fast_timestamp`] expose the
+//! common case for callers that append to typed builders directly; their
+//! `None` means "call [`decode_field`]", never "invalid".
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -594,13 +596,42 @@ const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * MICROS_PER_DAY;
 const FIRST_FAST_DAY: i64 = -719_162;
 const END_FAST_DAY: i64 = 2_932_897;
 
+/// The allocation-free common case of decoding a binary `date` (big-endian
+/// i32 days since 2000-01-01): days since 1970-01-01 when the value is in
+/// years 1–9999 AD, which the text path always accepts as is. `None` for
+/// everything else (BC, past 9999, ±infinity): use [`decode_field`], which
+/// lets the text path decide (it refuses infinities and years past 9999).
+/// For callers that append to typed builders without a [`Value`].
+#[inline]
+pub fn fast_date(pg_days: i32) -> Option<i32> {
+    let days = i64::from(pg_days) + PG_EPOCH_DAYS;
+    (FIRST_FAST_DAY..END_FAST_DAY)
+        .contains(&days)
+        .then_some(days as i32)
+}
+
+/// As [`fast_date`] for a binary `timestamp`/`timestamptz` (big-endian i64
+/// microseconds since 2000-01-01): microseconds since 1970-01-01 when the
+/// value is in years 1–9999 AD, else `None` (use [`decode_field`]).
+#[inline]
+pub fn fast_timestamp(pg_micros: i64) -> Option<i64> {
+    // Checked first: the addition would overflow for ±infinity.
+    if (FIRST_FAST_DAY * MICROS_PER_DAY - PG_EPOCH_MICROS
+        ..END_FAST_DAY * MICROS_PER_DAY - PG_EPOCH_MICROS)
+        .contains(&pg_micros)
+    {
+        Some(pg_micros + PG_EPOCH_MICROS)
+    } else {
+        None
+    }
+}
+
 /// `date_send` → days since 1970-01-01.
 fn decode_date(pg_days: i32, column_type: &ColumnType) -> Result<Value, ValueError> {
-    let days = i64::from(pg_days) + PG_EPOCH_DAYS;
-    if (FIRST_FAST_DAY..END_FAST_DAY).contains(&days) {
-        return Ok(Value::Date(days as i32));
+    match fast_date(pg_days) {
+        Some(days) => Ok(Value::Date(days)),
+        None => parse_text(column_type, &date_text(pg_days)),
     }
-    parse_text(column_type, &date_text(pg_days))
 }
 
 /// `timestamp_send` → microseconds since 1970-01-01.
@@ -609,13 +640,10 @@ fn decode_timestamp(
     with_zone: bool,
     column_type: &ColumnType,
 ) -> Result<Value, ValueError> {
-    if (FIRST_FAST_DAY * MICROS_PER_DAY - PG_EPOCH_MICROS
-        ..END_FAST_DAY * MICROS_PER_DAY - PG_EPOCH_MICROS)
-        .contains(&pg_micros)
-    {
-        return Ok(Value::Timestamp(pg_micros + PG_EPOCH_MICROS));
+    match fast_timestamp(pg_micros) {
+        Some(micros) => Ok(Value::Timestamp(micros)),
+        None => parse_text(column_type, &timestamp_text(pg_micros, with_zone)),
     }
-    parse_text(column_type, &timestamp_text(pg_micros, with_zone))
 }
 
 /// Proleptic Gregorian (year, month, day) of days since 1970-01-01; year 0
@@ -1173,6 +1201,14 @@ mod tests {
         assert!(date(far).is_err());
         assert_eq!(date(far - 1), parse_text(&ColumnType::Date, "9999-12-31"));
 
+        assert_eq!(fast_date(0), Some(10_957));
+        assert_eq!(fast_date(far), None);
+        assert_eq!(fast_date(far - 1), Some(far - 1 + 10_957));
+        assert_eq!(fast_date(date_days("0001-12-31 BC")), None);
+        assert_eq!(fast_timestamp(i64::MAX), None);
+        assert_eq!(fast_timestamp(i64::MIN), None);
+        assert_eq!(fast_timestamp(i64::from(far) * MICROS_PER_DAY), None);
+        assert_eq!(fast_timestamp(0), Some(946_684_800_000_000));
         assert_eq!(ts(0), Ok(Value::Timestamp(946_684_800_000_000)));
         assert_eq!(
             ts(-1),

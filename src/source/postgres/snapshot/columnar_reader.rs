@@ -15,17 +15,14 @@ use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::types::Type;
 
-use super::super::binary_value::{CopyForm, RawField, Scalar, Wire, decode_field};
+use super::super::binary_value::{
+    CopyForm, RawField, Scalar, Wire, decode_field, fast_date, fast_timestamp,
+};
 use super::chunk_reader::{ChunkError, pg_error};
 use super::table_plan::{CopyColumn, TablePlan};
 use crate::envelope::Value;
 use crate::sink::values;
 use crate::source::SourceError;
-
-/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-/// Days between 1970-01-01 and 2000-01-01.
-const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// The data columns of one chunk.
 #[derive(Debug)]
@@ -83,31 +80,25 @@ fn append_field(
                 }
                 Err(_) => false,
             },
-            Scalar::Date => match be::<4>(bytes).map(i32::from_be_bytes) {
-                // ±infinity go through the general path (and its error).
-                Some(days) if days != i32::MAX && days != i32::MIN => {
-                    match days.checked_add(PG_EPOCH_DAYS) {
-                        Some(d) => {
-                            downcast::<Date32Builder>(builder).append_value(d);
-                            true
-                        }
-                        None => false,
-                    }
+            // Outside years 1-9999 (and ±infinity) the general path
+            // decides, so refusals match the stream's.
+            Scalar::Date => match be::<4>(bytes).map(i32::from_be_bytes).and_then(fast_date) {
+                Some(days) => {
+                    downcast::<Date32Builder>(builder).append_value(days);
+                    true
                 }
-                _ => false,
+                None => false,
             },
             Scalar::Timestamp | Scalar::TimestampTz => {
-                match be::<8>(bytes).map(i64::from_be_bytes) {
-                    Some(us) if us != i64::MAX && us != i64::MIN => {
-                        match us.checked_add(PG_EPOCH_MICROS) {
-                            Some(v) => {
-                                downcast::<TimestampMicrosecondBuilder>(builder).append_value(v);
-                                true
-                            }
-                            None => false,
-                        }
+                match be::<8>(bytes)
+                    .map(i64::from_be_bytes)
+                    .and_then(fast_timestamp)
+                {
+                    Some(us) => {
+                        downcast::<TimestampMicrosecondBuilder>(builder).append_value(us);
+                        true
                     }
-                    _ => false,
+                    None => false,
                 }
             }
             _ => false,
