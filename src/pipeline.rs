@@ -519,6 +519,14 @@ impl Run<'_> {
         );
         self.skip_through = Some(flight.last_position);
         self.checkpoint = Some(checkpoint);
+        // Snapshot progress reported while this flush was being written,
+        // with nothing buffered since, is durable now: record it.
+        if self.sink.buffered_rows() == 0
+            && !self.in_txn
+            && self.checkpoint.as_ref().map(|c| &c.snapshot) != Some(&self.snapshot)
+        {
+            self.save_snapshot_state().await?;
+        }
         Ok(())
     }
 
@@ -539,6 +547,9 @@ impl Run<'_> {
             (None, _) => true,
         };
         if !newer {
+            if current.snapshot != self.snapshot {
+                return self.save_snapshot_state().await;
+            }
             return Ok(());
         }
         current.resume = Some(resume.clone());
