@@ -190,10 +190,12 @@ impl ChangeMapper {
 
     /// A snapshot row emitted inside the open transaction (an incremental
     /// snapshot's chunk at its high watermark): numbered like a change.
+    /// `unchanged` columns keep the value of the newer streamed changes.
     pub fn read_envelope(
         &mut self,
         table: Arc<TableSchema>,
         row: Row,
+        unchanged: Vec<usize>,
         change_lsn: u64,
     ) -> Result<Envelope, SourceError> {
         self.envelope(
@@ -203,7 +205,7 @@ impl ChangeMapper {
             Images {
                 after: Some(row),
                 before: None,
-                unchanged: Vec::new(),
+                unchanged,
             },
         )
     }

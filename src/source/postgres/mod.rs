@@ -457,8 +457,13 @@ impl PostgresSource {
                 cursor_after,
             } => {
                 let count = rows.len() as u64;
-                for row in rows {
-                    let envelope = self.mapper.read_envelope(schema.clone(), row, lsn)?;
+                for chunk_row in rows {
+                    let envelope = self.mapper.read_envelope(
+                        schema.clone(),
+                        chunk_row.row,
+                        chunk_row.unchanged,
+                        lsn,
+                    )?;
                     self.pending.push_back(SourceEvent::Change(envelope));
                 }
                 match cursor_after {

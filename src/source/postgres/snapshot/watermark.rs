@@ -20,7 +20,7 @@
 //! carry a per-process run id, so watermarks replayed after a restart are
 //! ignored and the interrupted chunk is simply read again.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -69,12 +69,20 @@ struct ChunkRequest {
 pub enum ChunkOutcome {
     Rows {
         schema: Arc<TableSchema>,
-        rows: Vec<Row>,
+        rows: Vec<ChunkRow>,
         /// `None`: this was the table's last chunk.
         cursor_after: Option<ChunkCursor>,
     },
     /// The table no longer exists (dropped meanwhile): skip it.
     Gone(String),
+}
+
+/// One row of a chunk; `unchanged` lists columns the merge must take from
+/// the newer streamed changes instead (see [`KeyChange::Unknown`]).
+#[derive(Debug)]
+pub struct ChunkRow {
+    pub row: Row,
+    pub unchanged: Vec<usize>,
 }
 
 /// The chunk currently between its watermarks.
@@ -83,8 +91,21 @@ struct Window {
     id: u64,
     table: String,
     open: bool,
-    changed: HashSet<String>,
+    changed: HashMap<String, KeyChange>,
     truncated: bool,
+}
+
+/// What the window's changes say about one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyChange {
+    /// Inserted or deleted (or re-keyed) in the window: the stream holds
+    /// its whole current state; the chunk's copy is dropped.
+    Replaced,
+    /// Only updated, and these columns (indexes) were reported unchanged by
+    /// every update (unchanged TOAST): the stream never supplied their
+    /// values. The chunk's copy supplies exactly those (they did not change
+    /// in the window, so any copy read in it is current).
+    Unknown(Vec<usize>),
 }
 
 /// What the source must do with the rows of a chunk whose high watermark
@@ -175,7 +196,7 @@ impl WatermarkSnapshots {
             id: self.next_id,
             table: next.table.clone(),
             open: false,
-            changed: HashSet::new(),
+            changed: HashMap::new(),
             truncated: false,
         });
         if self.requests.try_send(request).is_err() {
@@ -207,11 +228,23 @@ impl WatermarkSnapshots {
         }
         if envelope.op == Op::Truncate {
             window.truncated = true;
-        } else {
-            window
-                .changed
-                .insert(key_string(envelope.key().into_iter()));
+            return;
         }
+        let key = key_string(envelope.key().into_iter());
+        let change = match envelope.op {
+            Op::Update => KeyChange::Unknown(envelope.unchanged.clone()),
+            _ => KeyChange::Replaced,
+        };
+        let merged = match (window.changed.remove(&key), change) {
+            (None, change) => change,
+            (Some(KeyChange::Unknown(before)), KeyChange::Unknown(now)) => {
+                KeyChange::Unknown(before.into_iter().filter(|i| now.contains(i)).collect())
+            }
+            (Some(KeyChange::Replaced), KeyChange::Unknown(_)) | (_, KeyChange::Replaced) => {
+                KeyChange::Replaced
+            }
+        };
+        window.changed.insert(key, merged);
     }
 
     /// A logical message from the stream. Returns the chunk to emit when it
@@ -252,14 +285,34 @@ impl WatermarkSnapshots {
                         cursor_after,
                     } => {
                         let read = rows.len();
-                        let kept: Vec<Row> = if window.truncated {
+                        let kept: Vec<ChunkRow> = if window.truncated {
                             Vec::new()
                         } else {
                             rows.into_iter()
-                                .filter(|row| {
-                                    let key =
-                                        key_string(schema.key.iter().map(|&i| row[i].clone()));
-                                    !window.changed.contains(&key)
+                                .filter_map(|chunk_row| {
+                                    let key = key_string(
+                                        schema.key.iter().map(|&i| chunk_row.row[i].clone()),
+                                    );
+                                    match window.changed.get(&key) {
+                                        None => Some(chunk_row),
+                                        Some(KeyChange::Unknown(missing))
+                                            if !missing.is_empty() =>
+                                        {
+                                            // A patch: only the values the
+                                            // stream never sent; the rest are
+                                            // kept from the newer changes.
+                                            let unchanged = (0..chunk_row.row.len())
+                                                .filter(|i| {
+                                                    !missing.contains(i) && !schema.key.contains(i)
+                                                })
+                                                .collect();
+                                            Some(ChunkRow {
+                                                row: chunk_row.row,
+                                                unchanged,
+                                            })
+                                        }
+                                        Some(_) => None,
+                                    }
                                 })
                                 .collect()
                         };
@@ -286,6 +339,15 @@ impl WatermarkSnapshots {
             }
         }
     }
+}
+
+fn full_rows(rows: Vec<Row>) -> Vec<ChunkRow> {
+    rows.into_iter()
+        .map(|row| ChunkRow {
+            row,
+            unchanged: Vec::new(),
+        })
+        .collect()
 }
 
 /// The task that writes watermarks and reads chunks on its own session.
@@ -394,7 +456,7 @@ impl Driver {
                 };
                 Ok(ChunkOutcome::Rows {
                     schema: plan.schema.clone(),
-                    rows: chunk.rows,
+                    rows: full_rows(chunk.rows),
                     cursor_after,
                 })
             }
@@ -431,7 +493,7 @@ impl Driver {
                 let chunk = read_chunk(&self.client, plan, &sql, 0, self.chunk_rows).await?;
                 Ok(ChunkOutcome::Rows {
                     schema: plan.schema.clone(),
-                    rows: chunk.rows,
+                    rows: full_rows(chunk.rows),
                     cursor_after: (!last).then_some(ChunkCursor::PageFrom { page: to }),
                 })
             }
