@@ -332,6 +332,21 @@ impl WatermarkSnapshots {
                         gone
                     }
                 };
+                if let ChunkOutcome::Rows {
+                    cursor_after: Some(_),
+                    ..
+                } = &outcome
+                {
+                    // The driver goes on with the table's next chunk.
+                    self.next_id = window.id + 1;
+                    self.window = Some(Window {
+                        id: self.next_id,
+                        table: window.table.clone(),
+                        open: false,
+                        changed: HashMap::new(),
+                        truncated: false,
+                    });
+                }
                 Ok(Some(ClosedChunk {
                     table: window.table,
                     outcome,
@@ -367,10 +382,23 @@ impl Driver {
         results: mpsc::Sender<(u64, ChunkOutcome)>,
         failure: oneshot::Sender<SourceError>,
     ) {
-        while let Some(request) = requests.recv().await {
-            if let Err(error) = self.chunk(request, &results).await {
-                let _ = failure.send(error);
-                return;
+        while let Some(mut request) = requests.recv().await {
+            // A table's chunks run back to back: the next low watermark
+            // follows this chunk's high one, so windows never overlap, and
+            // the next chunk is read while the stream reaches this one's
+            // high watermark.
+            loop {
+                match self.chunk(&request, &results).await {
+                    Ok(Some(cursor)) => {
+                        request.id += 1;
+                        request.cursor = Some(cursor);
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        let _ = failure.send(error);
+                        return;
+                    }
+                }
             }
         }
     }
@@ -407,11 +435,13 @@ impl Driver {
         .await
     }
 
+    /// Reads one chunk between its watermarks; returns the cursor of the
+    /// table's next chunk, if any.
     async fn chunk(
         &mut self,
-        request: ChunkRequest,
+        request: &ChunkRequest,
         results: &mpsc::Sender<(u64, ChunkOutcome)>,
-    ) -> Result<(), SourceError> {
+    ) -> Result<Option<ChunkCursor>, SourceError> {
         self.emit(request.id, Mark::Low).await?;
         let outcome = match self.plan(&request.table).await? {
             None => ChunkOutcome::Gone(format!("{} does not exist", request.table)),
@@ -421,10 +451,15 @@ impl Driver {
                 Err(ChunkError::Source(e)) => return Err(e),
             },
         };
+        let next = match &outcome {
+            ChunkOutcome::Rows { cursor_after, .. } => cursor_after.clone(),
+            ChunkOutcome::Gone(_) => None,
+        };
         if results.send((request.id, outcome)).await.is_err() {
-            return Ok(());
+            return Ok(None);
         }
-        self.emit(request.id, Mark::High).await
+        self.emit(request.id, Mark::High).await?;
+        Ok(next)
     }
 
     async fn read(
