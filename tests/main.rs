@@ -7,12 +7,17 @@
 
 mod bad_config;
 mod bad_server;
+mod binary_values;
 mod checkpoint_cli;
 mod clean_restart;
 mod crash_kill9;
 mod full_sink;
 mod harness;
 mod lake_merge;
+mod snapshot_edge_cases;
+mod snapshot_incremental;
+mod snapshot_initial;
+mod snapshot_kill9;
 mod truth_randomized;
 mod unencodable_value;
 mod unreachable_host;

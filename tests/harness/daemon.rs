@@ -37,6 +37,9 @@ pub struct TestConfig {
     pub tables: Vec<String>,
     pub flush_interval_ms: u64,
     pub flush_rows: usize,
+    /// Extra TOML lines appended to the `[[source]]` table (e.g.
+    /// `snapshot = "never"`, `snapshot_chunk_rows = 5000`); empty by default.
+    pub source_extra: Vec<String>,
     pub db: TestDb,
 }
 
@@ -77,6 +80,7 @@ impl TestConfig {
             tables: list,
             flush_interval_ms: 200,
             flush_rows: 50_000,
+            source_extra: Vec::new(),
             db: db.clone(),
         }
     }
@@ -84,6 +88,21 @@ impl TestConfig {
     /// The TOML the daemon reads.
     pub fn toml(&self) -> String {
         let tables: Vec<String> = self.tables.iter().map(|t| format!("{t:?}")).collect();
+        let mut text = self.base_toml(&tables);
+        for line in &self.source_extra {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Adds a line to the `[[source]]` table (builder style).
+    pub fn with_source_line(mut self, line: impl Into<String>) -> TestConfig {
+        self.source_extra.push(line.into());
+        self
+    }
+
+    fn base_toml(&self, tables: &[String]) -> String {
         format!(
             r#"[daemon]
 data_dir = {data_dir:?}
@@ -509,10 +528,12 @@ pub async fn wait_streaming(db: &TestDb, config: &TestConfig, daemon: &mut dyn D
     let deadline = Instant::now() + Duration::from_secs(60);
     // "Active" alone is not enough: while pg_create_logical_replication_slot
     // waits for a consistent point the creating backend holds the slot too.
-    // Streaming means a walsender (pg_stat_replication) holds it.
+    // Streaming means a walsender (pg_stat_replication) holds it, past
+    // `startup`: the walsender that created the slot and exports its
+    // snapshot during an initial copy holds it too, in state `startup`.
     let sql = format!(
         "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid \
-         WHERE s.slot_name = '{}'",
+         WHERE s.slot_name = '{}' AND r.state IN ('catchup', 'streaming')",
         config.slot
     );
     loop {

@@ -9,6 +9,8 @@
 //! - [`truth`]: the truth checker: the merged lake equals the source, and
 //!   DuckDB's merge equals ours.
 //! - [`workload`]: the seeded randomized workload generator.
+//! - [`snapshot`]: snapshot scenarios' tables, churn workload, checkpoint
+//!   `snapshot` object, `_op` counts and the `tributary snapshot` CLI.
 //!
 //! Every helper panics with a message that says what was expected, what was
 //! found and where to look (daemon logs, server log, seed).
@@ -19,6 +21,7 @@
 pub mod daemon;
 pub mod lake;
 pub mod postgres;
+pub mod snapshot;
 pub mod truth;
 pub mod workload;
 

@@ -28,7 +28,7 @@ use tributary_postgres::catalog::TypeCache;
 use super::chunk_reader::ChunkError;
 use super::columnar_reader::{ColumnarChunk, read_chunk_columnar};
 use super::progress::ProgressReporter;
-use super::table_plan::{ChunkKey, TablePlan};
+use super::table_plan::{ChunkKey, TablePlan, quoted};
 use crate::config::PostgresSourceConfig;
 use crate::envelope::{ReadBatch, SourceInfo};
 use crate::position::{Position, ResumePoint};
@@ -98,6 +98,7 @@ impl InitialCopy {
         let consistent_point = exported.consistent_point.0;
         // Every worker holds the snapshot now; the export is no longer needed.
         exported.release();
+        lock_tables(config, &sessions, state).await?;
 
         let mut types = TypeCache::new();
         let mut plans = Vec::new();
@@ -310,6 +311,62 @@ impl InitialCopy {
         self.workers.abort_all();
         while self.workers.join_next().await.is_some() {}
     }
+}
+
+/// How long a snapshot session waits for a table lock before giving up: a
+/// DDL statement waiting for its exclusive lock queues every later reader
+/// behind it, so waiting forever would stall the copy.
+const LOCK_TIMEOUT: &str = "10s";
+
+/// Takes ACCESS SHARE on every table to copy in every session, before any of
+/// them reads. A `DROP`/`ALTER` arriving later then simply waits for the copy
+/// (it cannot wedge itself between two sessions' first reads, a wait cycle
+/// PostgreSQL cannot detect). A table already gone is skipped; a lock that
+/// cannot be had within [`LOCK_TIMEOUT`] (DDL in progress) is a transient
+/// failure: the source restarts and copies incrementally instead.
+async fn lock_tables(
+    config: &PostgresSourceConfig,
+    sessions: &[Client],
+    state: &mut SnapshotState,
+) -> Result<(), SourceError> {
+    let pg = |e: tokio_postgres::Error| SourceError::from(tributary_postgres::PgError::from(e));
+    let mut present = Vec::new();
+    for table in state.pending.clone() {
+        let (schema, name) = table.table.split_once('.').expect("qualified table name");
+        let quoted = format!("{}.{}", quoted(schema), quoted(name));
+        let exists: Option<String> = sessions[0]
+            .query_one("SELECT to_regclass($1)::text", &[&quoted])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if exists.is_none() {
+            tracing::warn!(source = %config.name, table = %table.table, "table no longer exists; snapshot skipped");
+            state.skip(&table.table);
+        } else {
+            present.push(quoted);
+        }
+    }
+    if present.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; LOCK TABLE {} IN ACCESS SHARE MODE",
+        present.join(", ")
+    );
+    for session in sessions {
+        session.batch_execute(&sql).await.map_err(|e| {
+            if e.code().is_some_and(|c| c.code() == "55P03") {
+                SourceError::Transient {
+                    message: format!(
+                        "could not lock the tables to snapshot within {LOCK_TIMEOUT} (a DDL statement holds or waits for them); retrying, the copy then continues incrementally"
+                    ),
+                }
+            } else {
+                pg(e)
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Cuts a table into chunk jobs from `cursor` on; also returns the row
