@@ -78,7 +78,7 @@ async fn reset_refuses_released_wal_and_resumes_where_told() {
     assert!(
         stderr.contains("released the WAL")
             && stderr.contains(&format_lsn(confirmed))
-            && stderr.contains("snapshot"),
+            && stderr.contains("tributary snapshot --config"),
         "{stderr}"
     );
     // Not an LSN, unknown source, beyond the server's WAL: refused.
