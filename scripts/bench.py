@@ -8,6 +8,10 @@ Scenarios (BENCHMARKS.md explains them):
      and by tributary, each from its own clone of one untouched slot.
   b  one ROWS-row transaction drained by tributary.
   c  commit-to-durable latency at a steady paced load (pgbench --rate).
+  d  initial snapshot: a SNAPSHOT_ROWS-row table of mixed columns read by one
+     `COPY (SELECT * ...) TO STDOUT (FORMAT binary)` into /dev/null (the
+     ceiling) and copied into the lake by `tributary run` with
+     snapshot = "initial_only" (timed until the daemon exits by itself).
 
 The environment gives the server: PGHOST, PGPORT, PGUSER, PG_BINDIR.
 """
@@ -29,6 +33,8 @@ import time
 
 DB = "bench"
 PUB = "bench_pub"
+SNAP_TABLE = "snap"  # (d)
+SNAP_PUB = "snap_pub"
 POLL = 0.02  # seconds: checkpoint and pg_replication_slots polling interval
 
 
@@ -104,7 +110,9 @@ def slot_confirmed(pg, slot):
 # ---------------------------------------------------------------------------
 # Tributary helpers
 # ---------------------------------------------------------------------------
-def write_config(workdir, name, slot, port, table):
+def write_config(workdir, name, slot, port, table, publication=PUB, snapshot="never"):
+    """(a)-(c) measure the stream alone: snapshot = "never", or the daemon would
+    copy the table's existing rows (a fresh lake is a first start)."""
     lake = os.path.join(workdir, "lake")
     data = os.path.join(workdir, "data")
     os.makedirs(lake, exist_ok=True)
@@ -128,9 +136,10 @@ port = {port}
 database = "{DB}"
 user = "postgres"
 slot = "{slot}"
-publication = "{PUB}"
+publication = "{publication}"
 manage_publication = false
 tables = ["public.{table}"]
+snapshot = "{snapshot}"
 """)
     return path, lake
 
@@ -196,6 +205,30 @@ class Daemon:
                 self.proc.wait()
                 raise BenchError(f"tributary did not exit within {timeout} s of SIGTERM")
             time.sleep(POLL)
+        rc, peak_mib, cpu = self._collect()
+        if rc != 0:
+            raise BenchError(f"tributary exited with status {rc} after SIGTERM; log {self.logpath}:\n" + tail(self.logpath))
+        return rc, peak_mib, cpu
+
+    def wait_exit(self, timeout):
+        """Waits for tributary to exit by itself (polled every POLL s); returns
+        (time it was seen gone, peak RSS MiB, user+sys CPU s or None). A run that
+        exits non-zero, or is still running after `timeout` s, is an error."""
+        deadline = self.started + timeout
+        while self.proc.poll() is None:
+            self.poll_hwm()
+            if time.time() > deadline:
+                raise BenchError(f"tributary still running {timeout:.0f} s after it started; log {self.logpath}:\n"
+                                 + tail(self.logpath))
+            time.sleep(POLL)
+        ended = time.time()
+        rc, peak_mib, cpu = self._collect()
+        if rc != 0:
+            raise BenchError(f"tributary exited by itself with status {rc}; log {self.logpath}:\n" + tail(self.logpath))
+        return ended, peak_mib, cpu
+
+    def _collect(self):
+        """After exit: (exit status, peak RSS MiB, user+sys CPU s or None)."""
         self.logfile.close()
         rc = self.proc.returncode
         peak_kb, cpu = self.hwm_kb, None
@@ -213,8 +246,6 @@ class Daemon:
                 rc = int(m.group(1))
             if "Command terminated by signal" in text:
                 rc = -1
-        if rc != 0:
-            raise BenchError(f"tributary exited with status {rc} after SIGTERM; log {self.logpath}:\n" + tail(self.logpath))
         return rc, peak_kb / 1024.0, cpu
 
 
@@ -235,6 +266,8 @@ def read_json(path):
 
 
 def wait_checkpoint(daemon, checkpoint_path, pred, what, timeout):
+    """Polls the checkpoint until pred(cp). A first start writes one before any
+    flush (snapshot bookkeeping) with `resume` and `last_position` null."""
     deadline = time.time() + timeout
     last = None
     while True:
@@ -276,7 +309,7 @@ def drain_with_tributary(args, pg, work, name, slot, table, end_lsn, expect_rows
     daemon = Daemon(args.tributary, config, os.path.join(work, "tributary.log"), args.gnu_time)
     try:
         t_done, _ = wait_checkpoint(
-            daemon, checkpoint, lambda cp: cp["resume"]["lsn"] >= end_lsn,
+            daemon, checkpoint, lambda cp: (cp.get("resume") or {}).get("lsn", 0) >= end_lsn,
             f"checkpoint resume LSN >= {lsn_text(end_lsn)}", args.timeout)
         elapsed = t_done - daemon.started
         ms = manifests(lake, name)
@@ -429,7 +462,7 @@ def scenario_c(args, pg, results):
             "BEGIN; SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint; "
             "INSERT INTO ticks (a, b, c) VALUES ('marker', -1, now()); COMMIT")[-1])
         wait_checkpoint(daemon, os.path.join(lake, "lat", "_checkpoint.json"),
-                        lambda cp: cp["last_position"]["commit_lsn"] > marker, "the marker row", args.timeout)
+                        lambda cp: (cp.get("last_position") or {}).get("commit_lsn", 0) > marker, "the marker row", args.timeout)
     finally:
         if daemon.alive():
             _, peak_mib, _ = daemon.stop()
@@ -449,6 +482,136 @@ def scenario_c(args, pg, results):
     log(f"    achieved {achieved:,.0f} rows/s; commit -> manifest created_at p50 {lat['c_p50_ms']:.0f} ms, "
         f"p99 {lat['c_p99_ms']:.0f} ms, max {lat['c_max_ms']:.0f} ms (mtime-based p99 {lat['c_p99_mtime_ms']:.0f} ms)")
     shutil.rmtree(lake, ignore_errors=True)
+
+
+def load_snapshot_table(args, pg):
+    """(d): SNAPSHOT_ROWS rows of mixed columns, written server-side in one
+    statement; the key is added afterwards (faster than maintaining it row by
+    row) and VACUUM (FREEZE, ANALYZE) leaves hint bits set, the visibility map
+    all-visible and reltuples known, so no reader pays for them."""
+    n = args.snapshot_rows
+    psql_run(args.bindir, f"""
+        SET client_min_messages = warning;
+        DROP TABLE IF EXISTS {SNAP_TABLE};
+        CREATE TABLE {SNAP_TABLE} (
+          id bigint NOT NULL, name text, amount numeric(12,2), qty int, price double precision,
+          active bool, created timestamptz, tags text[], payload jsonb);
+        INSERT INTO {SNAP_TABLE}
+        SELECT g,
+               'customer ' || left(md5(g::text), 11 + (g % 21)::int),
+               ((g * 7919) % 100000000) / 100.0,
+               (g % 1000)::int,
+               CASE WHEN g % 50 = 0 THEN NULL ELSE (g % 100000) / 7.0 END,
+               g % 3 <> 0,
+               timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+               CASE WHEN g % 20 = 0 THEN NULL ELSE ARRAY['t' || (g % 10), 'region-' || (g % 7)] END,
+               jsonb_build_object('v', g % 1000, 'kind', 'k' || (g % 13), 'ok', g % 2 = 0)
+        FROM generate_series(1::bigint, {n}) g;
+        ALTER TABLE {SNAP_TABLE} ADD PRIMARY KEY (id);
+        DROP PUBLICATION IF EXISTS {SNAP_PUB};
+        CREATE PUBLICATION {SNAP_PUB} FOR TABLE {SNAP_TABLE};
+    """)
+    psql_run(args.bindir, f"VACUUM (FREEZE, ANALYZE) {SNAP_TABLE}")
+
+
+def copy_ceiling(args):
+    """One session: COPY (SELECT * FROM snap) TO STDOUT (FORMAT binary), received
+    by psql and written to /dev/null; seconds from psql's start to its exit."""
+    cmd = [os.path.join(args.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB,
+           "-c", f"COPY (SELECT * FROM {SNAP_TABLE}) TO STDOUT (FORMAT binary)"]
+    t0 = time.time()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.time() - t0
+
+
+def snapshot_with_tributary(args, pg, work, rows):
+    """(d): tributary run with snapshot = "initial_only" on a fresh lake, timed
+    from process start until it exits by itself (status 0); the lake must then
+    hold exactly the table's rows, each once, all `r`."""
+    os.makedirs(work, exist_ok=True)
+    name = "snap"
+    config, lake = write_config(work, name, "snap_slot", args.port, SNAP_TABLE,
+                                publication=SNAP_PUB, snapshot="initial_only")
+    daemon = Daemon(args.tributary, config, os.path.join(work, "tributary.log"), args.gnu_time)
+    timeout = max(args.timeout, rows / 10_000)
+    try:
+        ended, peak_mib, cpu = daemon.wait_exit(timeout)
+    finally:
+        if daemon.alive():
+            try:
+                daemon.stop()
+            except BenchError as e:
+                log(f"    (stopping the timed-out run: {e})")
+    elapsed = ended - daemon.started
+    ms = manifests(lake, name)
+    got = lake_rows(ms)
+    if got != rows:
+        raise BenchError(f"the lake holds {got} rows (sum of manifest file rows), the table {rows}; log {daemon.logpath}:\n"
+                         + tail(daemon.logpath))
+    check = lake_check(lake, ms)
+    if check != (rows, rows, rows, 1, rows):
+        raise BenchError(f"the lake's Parquet files hold (rows, distinct ids, 'r' rows, min id, max id) = {check}, "
+                         f"expected ({rows}, {rows}, {rows}, 1, {rows})")
+    leftover = pg.query("SELECT slot_name FROM pg_replication_slots")
+    if leftover:
+        log(f"    warning: replication slots left after initial_only: {', '.join(leftover)} (dropping them)")
+        for slot in leftover:
+            pg.query(f"SELECT pg_drop_replication_slot('{slot}')")
+    return {
+        "seconds": elapsed, "rows_per_s": rows / elapsed, "peak_rss_mib": peak_mib, "cpu_s": cpu,
+        "manifests": len(ms), "files": sum(len(t["files"]) for m in ms for t in m["tables"]),
+        "lake_mib": sum(f["bytes"] for m in ms for t in m["tables"] for f in t["files"]) / 2**20,
+        "slots_left": leftover, "lake": lake, "log": daemon.logpath,
+    }
+
+
+def lake_check(lake, ms):
+    """(rows, distinct ids, rows with _op = 'r', min id, max id) over the files the manifests list, with DuckDB."""
+    import duckdb
+    paths = [os.path.join(lake, f["path"]) for m in ms for t in m["tables"] for f in t["files"]]
+    if not paths:
+        return (0, 0, 0, None, None)
+    lst = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    return tuple(duckdb.connect().execute(
+        f"SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE _op = 'r'), min(id), max(id) "
+        f"FROM read_parquet({lst})").fetchone())
+
+
+def scenario_d(args, pg, results):
+    rows = args.snapshot_rows
+    log(f"(d) initial snapshot: loading {rows:,} rows of mixed columns into '{SNAP_TABLE}'")
+    t0 = time.time()
+    load_snapshot_table(args, pg)
+    load_s = time.time() - t0
+    table_mib = int(pg.value(f"SELECT pg_table_size('{SNAP_TABLE}')")) / 2**20
+    reltuples = float(pg.value(f"SELECT reltuples FROM pg_class WHERE relname = '{SNAP_TABLE}'"))
+    log(f"    loaded in {load_s:.1f} s; table {table_mib:,.0f} MiB (heap + TOAST), reltuples {reltuples:,.0f}")
+    workers = min(len(os.sched_getaffinity(0)), 32)  # tributary's default snapshot_workers
+    copy, trib = [], []
+    for run in range(1, args.runs + 1):
+        secs = copy_ceiling(args)
+        copy.append(secs)
+        log(f"    run {run}: COPY binary   {secs:.2f} s = {rows / secs:,.0f} rows/s")
+        r = snapshot_with_tributary(args, pg, os.path.join(args.work, f"d{run}"), rows)
+        trib.append(r)
+        log(f"    run {run}: tributary     {r['seconds']:.2f} s = {r['rows_per_s']:,.0f} rows/s, peak RSS {r['peak_rss_mib']:.0f} MiB, "
+            f"CPU {fmt(r['cpu_s'], '.1f')} s, {r['manifests']} manifests, {r['files']} files, {r['lake_mib']:,.0f} MiB of Parquet")
+        shutil.rmtree(r["lake"], ignore_errors=True)
+    copy_rows_s = statistics.median(rows / s for s in copy)
+    results.update({
+        "d_rows": rows, "d_runs": args.runs, "d_workers": workers, "d_table_mib": table_mib, "d_load_s": load_s,
+        "d_copy_seconds": statistics.median(copy), "d_copy_rows_s": copy_rows_s,
+        "d_seconds": statistics.median(r["seconds"] for r in trib),
+        "d_trib_rows_s": statistics.median(r["rows_per_s"] for r in trib),
+        "d_peak_rss_mib": max(r["peak_rss_mib"] for r in trib),
+        "d_lake_mib": statistics.median(r["lake_mib"] for r in trib),
+        "d_manifests": statistics.median(r["manifests"] for r in trib),
+        "d_slots_left": sorted({s for r in trib for s in r["slots_left"]}),
+    })
+    results["d_ratio"] = results["d_trib_rows_s"] / copy_rows_s
+    cpus = [r["cpu_s"] for r in trib if r["cpu_s"] is not None]
+    results["d_cpu_s"] = statistics.median(cpus) if cpus else None
+    psql_run(args.bindir, f"DROP TABLE {SNAP_TABLE}; DROP PUBLICATION {SNAP_PUB}")
 
 
 def latency_quantiles(ms, lake):
@@ -507,6 +670,14 @@ def report(args, results):
             f"| (c) commit → manifest created_at, max | {r['c_max_ms']:.0f} ms | |",
             f"| (c) tributary peak RSS | {r['c_peak_rss_mib']:.0f} MiB | |",
         ]
+    if "d_trib_rows_s" in r:
+        lines += [
+            f"| (d) snapshot ceiling, one `COPY … TO STDOUT (FORMAT binary)` → /dev/null, median of {r['d_runs']} | {r['d_copy_rows_s']:,.0f} rows/s ({r['d_copy_seconds']:.1f} s) | reference |",
+            f"| (d) initial snapshot, tributary `initial_only` ({r['d_workers']} workers, → Parquet + manifests, fsync'd), median of {r['d_runs']} | {r['d_trib_rows_s']:,.0f} rows/s ({r['d_seconds']:.1f} s) | |",
+            f"| (d) tributary / COPY | {r['d_ratio']:.2f}× | ≥ 0.8× {verdict(r['d_ratio'] >= 0.8)} |",
+            f"| (d) tributary peak RSS (max of runs) | {r['d_peak_rss_mib']:.0f} MiB | ≤ 300 MB {verdict(r['d_peak_rss_mib'] * 1.048576 <= 300)} |",
+            f"| (d) tributary CPU (user+sys, median) | {fmt(r['d_cpu_s'], '.1f')} s | |",
+        ]
     return "\n".join(lines)
 
 
@@ -523,20 +694,76 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
+def rows_lines(args, results):
+    lines = []
+    if any(k[0] in "abc" for k in results):
+        lines.append(f"- Rows: {args.rows:,} narrow rows (id bigint, a text, b int, c timestamptz); "
+                     f"(a) in {args.txn_rows:,}-row transactions, ~{results.get('a_wal_mib', 0):.0f} MiB of WAL")
+    if "d_rows" in results:
+        lines.append(f"- (d) table: {results['d_rows']:,} rows (id bigint primary key, name text, amount numeric(12,2), "
+                     f"qty int, price double precision, active bool, created timestamptz, tags text[], payload jsonb), "
+                     f"{results['d_table_mib']:,.0f} MiB; lake after the copy ~{results['d_lake_mib']:,.0f} MiB of Parquet "
+                     f"in {results['d_manifests']:.0f} manifests")
+    return "\n".join(lines)
+
+
+KEPT = "- Kept from an earlier run today: "
+
+
+def kept_from(old_section, ran):
+    """A run of some scenarios (--only) keeps today's earlier results of the
+    others: their table rows, description lines, and which command and commit
+    measured them."""
+    if old_section is None:
+        return [], []
+    lines = old_section.splitlines()
+    rows = [l for l in lines if re.match(r"\| \([a-z]\) ", l) and l[3] not in ran]
+    if not rows:
+        return [], []
+    # Who measured each scenario of the old section: its own command, unless a
+    # "Kept" line of its own names an earlier one.
+    origin = {}
+    for l in lines:
+        if l.startswith(KEPT):
+            m = re.match(r"((?:\([a-z]\)(?:, )?)+): (.*)$", l[len(KEPT):])
+            if m:
+                for x in re.findall(r"\(([a-z])\)", m.group(1)):
+                    origin[x] = m.group(2)
+    cmd = next((l[len("- Command: "):] for l in lines if l.startswith("- Command: ")), "?")
+    at = next((l.split("; ")[-1] for l in lines if l.startswith("- Machine: ")), "")
+    by = {}
+    for x in sorted({l[3] for l in rows}):
+        by.setdefault(origin.get(x, f"{cmd}; {at}"), []).append(x)
+    notes = [KEPT + ", ".join(f"({x})" for x in xs) + ": " + o for o, xs in by.items()]
+    letters = {l[3] for l in rows}
+    if letters & set("abc") and not ran & set("abc"):
+        notes += [l for l in lines if l.startswith("- Rows: ")]
+    if "d" in letters:
+        notes += [l for l in lines if l.startswith("- (d) table: ")]
+    return rows, notes
+
+
 def write_benchmarks(path, args, results, table, pg_version, commit):
     today = dt.date.today().isoformat()
     begin, end = f"<!-- bench-run {today} -->", f"<!-- /bench-run {today} -->"
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    old = text.split(begin, 1)[1].split(end, 1)[0] if begin in text and end in text else None
+    ran = {k[0] for k in results if k[1] == "_"}
+    kept_rows, kept_notes = kept_from(old, ran)
+    if kept_rows:
+        head, body = table.split("\n")[:2], table.split("\n")[2:] + kept_rows
+        table = "\n".join(head + sorted(body, key=lambda l: l[3]))  # stable: scenario order, rows in place
+    description = "\n".join(l for l in [rows_lines(args, results)] + kept_notes if l)
     section = f"""{begin}
 ## Run of {today}
 
 - Command: `{args.command}`
 - Machine: {machine()}; PostgreSQL {pg_version} (private cluster: fsync and full_page_writes off, synchronous_commit on); tributary at `{commit}`
-- Rows: {args.rows:,} narrow rows (id bigint, a text, b int, c timestamptz); (a) in {args.txn_rows:,}-row transactions, ~{results.get('a_wal_mib', 0):.0f} MiB of WAL
+{description}
 
 {table}
 {end}
 """
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
     if begin in text and end in text:
         before, rest = text.split(begin, 1)
         after = rest.split(end, 1)[1].lstrip("\n")
@@ -554,11 +781,12 @@ def main():
     ap.add_argument("--work", required=True, help="scratch directory")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--txn-rows", type=int, default=1000)
-    ap.add_argument("--runs", type=int, default=3, help="runs of (a), median reported")
+    ap.add_argument("--runs", type=int, default=3, help="runs of (a) and (d), medians reported")
     ap.add_argument("--rate", type=int, default=25_000, help="(c) rows per second")
     ap.add_argument("--batch", type=int, default=100, help="(c) rows per transaction")
     ap.add_argument("--seconds", type=int, default=20, help="(c) duration")
-    ap.add_argument("--only", default="abc", help="scenarios to run, e.g. 'a' or 'bc'")
+    ap.add_argument("--snapshot-rows", type=int, default=5_000_000, help="(d) rows in the snapshotted table")
+    ap.add_argument("--only", default="abcd", help="scenarios to run, e.g. 'a' or 'bd'")
     ap.add_argument("--timeout", type=float, default=180, help="seconds before a stuck run fails")
     ap.add_argument("--write", default=None, help="BENCHMARKS.md to update (omit to only print)")
     ap.add_argument("--command", default="scripts/bench")
@@ -584,6 +812,8 @@ def main():
             scenario_b(args, pg, results)
         if "c" in args.only:
             scenario_c(args, pg, results)
+        if "d" in args.only:
+            scenario_d(args, pg, results)
     finally:
         pg.close()
     table = report(args, results)
