@@ -147,6 +147,13 @@ pub fn source_conninfo(config: &PostgresSourceConfig) -> Result<String, SourceEr
     ))
 }
 
+/// Whether an envelope belongs to `schema.table` (without allocating).
+fn is_table(envelope: &crate::envelope::Envelope, qualified: &str) -> bool {
+    qualified
+        .split_once('.')
+        .is_some_and(|(s, t)| envelope.table.namespace == s && envelope.table.name == t)
+}
+
 /// Names the role in a missing-REPLICATION error (the replication
 /// connection cannot ask the server who it is).
 fn with_user(error: tributary_postgres::PgError, user: &str) -> tributary_postgres::PgError {
@@ -399,7 +406,11 @@ impl PostgresSource {
             PgEvent::Change(change) => {
                 self.mapper.change(&change, envelopes)?;
                 for envelope in envelopes.drain(..) {
-                    if self.signal_table.as_deref() == Some(&envelope.table.qualified_name()) {
+                    if self
+                        .signal_table
+                        .as_deref()
+                        .is_some_and(|signal| is_table(&envelope, signal))
+                    {
                         self.signal_row(&envelope);
                         continue;
                     }

@@ -223,7 +223,11 @@ impl WatermarkSnapshots {
         let Some(window) = self.window.as_mut() else {
             return;
         };
-        if !window.open || envelope.table.qualified_name() != window.table {
+        if !window.open
+            || !window.table.split_once('.').is_some_and(|(s, t)| {
+                envelope.table.namespace == s && envelope.table.name == t
+            })
+        {
             return;
         }
         if envelope.op == Op::Truncate {
