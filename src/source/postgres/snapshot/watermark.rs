@@ -224,9 +224,10 @@ impl WatermarkSnapshots {
             return;
         };
         if !window.open
-            || !window.table.split_once('.').is_some_and(|(s, t)| {
-                envelope.table.namespace == s && envelope.table.name == t
-            })
+            || !window
+                .table
+                .split_once('.')
+                .is_some_and(|(s, t)| envelope.table.namespace == s && envelope.table.name == t)
         {
             return;
         }
