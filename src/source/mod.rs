@@ -96,6 +96,11 @@ impl From<tributary_postgres::PgError> for SourceError {
 /// - **Acknowledgement**: [`Source::ack`] is called only with a resume point
 ///   whose changes are durable in the sink *and* recorded in the checkpoint.
 ///   A source must never let the database discard log beyond it.
+/// - **Cancel safety**: the pipeline polls `next` in a `select!` with
+///   shutdown, flush completions and timers, so a call may be dropped at any
+///   await point; it must never lose or half-apply state when that happens
+///   (change state only after the awaits it depends on, or in steps that are
+///   safe to repeat).
 /// - **Tolerate**: `next` may be cancelled between events by shutdown;
 ///   dropping the source without `ack` must be safe (it only means replay).
 #[allow(async_fn_in_trait)]

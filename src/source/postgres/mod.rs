@@ -64,6 +64,10 @@ enum Phase {
         copy: Box<InitialCopy>,
         then_stream: bool,
     },
+    /// The copy is complete; streaming starts next (or the source stops).
+    CopyDone {
+        then_stream: bool,
+    },
     Streaming(PgReplication),
     /// `initial_only` is done.
     Finished,
@@ -347,23 +351,27 @@ impl PostgresSource {
                     if copy.fill(&mut self.state, &mut self.pending).await? {
                         continue;
                     }
+                    // `next` may be cancelled at any await: change phase
+                    // first, then do the slow parts in steps that are safe
+                    // to repeat.
                     let then_stream = *then_stream;
                     let Phase::Copying { copy, .. } =
-                        std::mem::replace(&mut self.phase, Phase::Finished)
+                        std::mem::replace(&mut self.phase, Phase::CopyDone { then_stream })
                     else {
                         unreachable!()
                     };
-                    copy.stop().await;
-                    if then_stream {
-                        let client = connect_catalog(&self.config).await?;
-                        tracing::info!(source = %self.config.name, "initial snapshot done; streaming");
-                        self.phase = Phase::Streaming(
-                            PgReplication::start(self.stream.clone(), Some(Arc::new(client)))
-                                .await?,
-                        );
-                    } else {
-                        tracing::info!(source = %self.config.name, "initial_only snapshot done; stopping the source");
-                    }
+                    tokio::spawn(copy.stop());
+                }
+                Phase::CopyDone { then_stream: true } => {
+                    let client = connect_catalog(&self.config).await?;
+                    let replication =
+                        PgReplication::start(self.stream.clone(), Some(Arc::new(client))).await?;
+                    tracing::info!(source = %self.config.name, "initial snapshot done; streaming");
+                    self.phase = Phase::Streaming(replication);
+                }
+                Phase::CopyDone { then_stream: false } => {
+                    tracing::info!(source = %self.config.name, "initial_only snapshot done; stopping the source");
+                    self.phase = Phase::Finished;
                 }
                 Phase::Finished => self.pending.push_back(SourceEvent::Finished),
                 Phase::Streaming(replication) => {
@@ -563,7 +571,7 @@ impl Source for PostgresSource {
         match self.phase {
             Phase::Streaming(replication) => replication.shutdown().await,
             Phase::Copying { copy, .. } => copy.stop().await,
-            Phase::Finished => {}
+            Phase::CopyDone { .. } | Phase::Finished => {}
         }
         Ok(())
     }
