@@ -343,14 +343,7 @@ impl Run<'_> {
                     return Ok(Handled::Continue);
                 }
                 self.sink.write(&envelope).map_err(|e| self.sink_err(e))?;
-                self.last_written = Some(envelope.position);
-                if self.deadline.is_none() && !self.flush_at_commit {
-                    self.deadline =
-                        Some(Instant::now() + Duration::from_millis(self.lake.flush_interval_ms));
-                }
-                if self.over_limits() {
-                    self.flush(source).await?;
-                }
+                self.written(envelope.position, source).await?;
             }
             SourceEvent::Reads(reads) => {
                 self.in_txn = true;
@@ -361,14 +354,7 @@ impl Run<'_> {
                 self.sink
                     .write_reads(&reads)
                     .map_err(|e| self.sink_err(e))?;
-                self.last_written = Some(last);
-                if self.deadline.is_none() && !self.flush_at_commit {
-                    self.deadline =
-                        Some(Instant::now() + Duration::from_millis(self.lake.flush_interval_ms));
-                }
-                if self.over_limits() {
-                    self.flush(source).await?;
-                }
+                self.written(last, source).await?;
             }
             SourceEvent::Commit { resume } => {
                 self.in_txn = false;
@@ -408,6 +394,20 @@ impl Run<'_> {
             SourceEvent::Finished => return Ok(Handled::Finished),
         }
         Ok(Handled::Continue)
+    }
+
+    /// Rows up to `last` were handed to the sink: arm the flush deadline and
+    /// flush when the buffers reached their limits.
+    async fn written(&mut self, last: Position, source: &mut AnySource) -> Result<(), RunError> {
+        self.last_written = Some(last);
+        if self.deadline.is_none() && !self.flush_at_commit {
+            self.deadline =
+                Some(Instant::now() + Duration::from_millis(self.lake.flush_interval_ms));
+        }
+        if self.over_limits() {
+            self.flush(source).await?;
+        }
+        Ok(())
     }
 
     /// Saves the checkpoint with the current snapshot state (creating the

@@ -143,6 +143,13 @@ impl TableSchema {
         format!("{}.{}", self.namespace, self.name)
     }
 
+    /// Whether this is the table `schema.table` (no allocation: hot path).
+    pub fn is(&self, qualified: &str) -> bool {
+        qualified
+            .split_once('.')
+            .is_some_and(|(s, t)| self.namespace == s && self.name == t)
+    }
+
     /// Names of the key columns.
     pub fn key_names(&self) -> Vec<String> {
         self.key

@@ -80,6 +80,22 @@ impl SnapshotState {
         true
     }
 
+    /// Records a durable chunk of `table` with `rows` rows. `next` is where
+    /// the table's next chunk starts; `None` means the table is complete (it
+    /// moves to `done`). Returns the rows the table's snapshot has written.
+    pub fn chunk_done(&mut self, table: &str, rows: u64, next: Option<ChunkCursor>) -> u64 {
+        let Some(entry) = self.pending_mut(table) else {
+            return rows;
+        };
+        entry.rows += rows;
+        let total = entry.rows;
+        match next {
+            Some(cursor) => entry.cursor = Some(cursor),
+            None => self.finish(table),
+        }
+        total
+    }
+
     /// Marks the first pending snapshot of `table` finished.
     pub fn finish(&mut self, table: &str) {
         self.pending.retain(|p| p.table != table);
@@ -125,7 +141,11 @@ mod tests {
                 .iter()
                 .all(|p| p.kind == SnapshotKind::Incremental)
         );
-        s.finish("public.a");
+        assert_eq!(
+            s.chunk_done("public.a", 5, Some(ChunkCursor::PageFrom { page: 3 })),
+            5
+        );
+        assert_eq!(s.chunk_done("public.a", 2, None), 7);
         s.skip("public.b");
         assert_eq!(s.done, vec!["public.a".to_string()]);
         assert!(s.pending.is_empty());

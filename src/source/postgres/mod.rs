@@ -151,13 +151,6 @@ pub fn source_conninfo(config: &PostgresSourceConfig) -> Result<String, SourceEr
     ))
 }
 
-/// Whether an envelope belongs to `schema.table` (without allocating).
-fn is_table(envelope: &crate::envelope::Envelope, qualified: &str) -> bool {
-    qualified
-        .split_once('.')
-        .is_some_and(|(s, t)| envelope.table.namespace == s && envelope.table.name == t)
-}
-
 /// Names the role in a missing-REPLICATION error (the replication
 /// connection cannot ask the server who it is).
 fn with_user(error: tributary_postgres::PgError, user: &str) -> tributary_postgres::PgError {
@@ -417,7 +410,7 @@ impl PostgresSource {
                     if self
                         .signal_table
                         .as_deref()
-                        .is_some_and(|signal| is_table(&envelope, signal))
+                        .is_some_and(|signal| envelope.table.is(signal))
                     {
                         self.signal_row(&envelope);
                         continue;
@@ -485,22 +478,10 @@ impl PostgresSource {
                     )?;
                     self.pending.push_back(SourceEvent::Change(envelope));
                 }
-                match cursor_after {
-                    Some(cursor) => {
-                        if let Some(p) = self.state.pending_mut(&closed.table) {
-                            p.cursor = Some(cursor);
-                            p.rows += count;
-                        }
-                    }
-                    None => {
-                        let total = self
-                            .state
-                            .pending_mut(&closed.table)
-                            .map(|p| p.rows + count)
-                            .unwrap_or(count);
-                        tracing::info!(source = %self.config.name, table = %closed.table, rows = total, "snapshot complete");
-                        self.state.finish(&closed.table);
-                    }
+                let complete = cursor_after.is_none();
+                let total = self.state.chunk_done(&closed.table, count, cursor_after);
+                if complete {
+                    tracing::info!(source = %self.config.name, table = %closed.table, rows = total, "snapshot complete");
                 }
             }
             ChunkOutcome::Gone(why) => {

@@ -46,6 +46,24 @@ pub(super) fn pg_error(plan: &TablePlan, e: tokio_postgres::Error) -> ChunkError
     }
 }
 
+/// Starts `copy_sql` (built by [`TablePlan`]): the plan's columns plus
+/// `extra` trailing ones, each read as a [`RawField`].
+pub(super) async fn copy_rows(
+    client: &Client,
+    plan: &TablePlan,
+    copy_sql: &str,
+    extra: usize,
+) -> Result<BinaryCopyOutStream, ChunkError> {
+    let stream = client
+        .copy_out(copy_sql)
+        .await
+        .map_err(|e| pg_error(plan, e))?;
+    // RawField accepts every type, so the declared types only need the
+    // right count.
+    let types = vec![Type::BYTEA; plan.columns.len() + extra];
+    Ok(BinaryCopyOutStream::new(stream, &types))
+}
+
 /// Runs `copy_sql` (built by [`TablePlan`]) and decodes every row.
 /// `key_texts` trailing text columns are split off as the row's key.
 pub async fn read_chunk(
@@ -55,14 +73,7 @@ pub async fn read_chunk(
     key_texts: usize,
     expected_rows: usize,
 ) -> Result<ChunkRows, ChunkError> {
-    let stream = client
-        .copy_out(copy_sql)
-        .await
-        .map_err(|e| pg_error(plan, e))?;
-    // RawField accepts every type, so the declared types only need the
-    // right count.
-    let types = vec![Type::BYTEA; plan.columns.len() + key_texts];
-    let rows = BinaryCopyOutStream::new(stream, &types);
+    let rows = copy_rows(client, plan, copy_sql, key_texts).await?;
     futures::pin_mut!(rows);
     let mut out = ChunkRows {
         rows: Vec::with_capacity(expected_rows),

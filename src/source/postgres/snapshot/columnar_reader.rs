@@ -12,13 +12,11 @@ use arrow_array::builder::{
 };
 use futures::StreamExt;
 use tokio_postgres::Client;
-use tokio_postgres::binary_copy::BinaryCopyOutStream;
-use tokio_postgres::types::Type;
 
 use super::super::binary_value::{
     CopyForm, RawField, Scalar, Wire, decode_field, fast_date, fast_timestamp,
 };
-use super::chunk_reader::{ChunkError, pg_error};
+use super::chunk_reader::{ChunkError, copy_rows, pg_error};
 use super::table_plan::{CopyColumn, TablePlan};
 use crate::envelope::Value;
 use crate::sink::values;
@@ -119,12 +117,7 @@ pub async fn read_chunk_columnar(
     copy_sql: &str,
     expected_rows: usize,
 ) -> Result<ColumnarChunk, ChunkError> {
-    let stream = client
-        .copy_out(copy_sql)
-        .await
-        .map_err(|e| pg_error(plan, e))?;
-    let types = vec![Type::BYTEA; plan.columns.len()];
-    let rows = BinaryCopyOutStream::new(stream, &types);
+    let rows = copy_rows(client, plan, copy_sql, 0).await?;
     futures::pin_mut!(rows);
     let mut builders: Vec<Box<dyn ArrayBuilder>> = plan
         .columns

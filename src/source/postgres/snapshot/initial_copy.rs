@@ -285,22 +285,10 @@ impl InitialCopy {
             resume: self.resume.clone(),
         });
         self.reporter.chunk_done(&plan.qualified, count);
-        match &job.cursor_after {
-            Some(cursor) => {
-                if let Some(p) = state.pending_mut(&plan.qualified) {
-                    p.cursor = Some(cursor.clone());
-                    p.rows += count;
-                }
-            }
-            None => {
-                let total = state
-                    .pending_mut(&plan.qualified)
-                    .map(|p| p.rows + count)
-                    .unwrap_or(count);
-                self.reporter.table_finished(&plan.qualified);
-                tracing::info!(table = %plan.qualified, rows = total, "snapshot complete");
-                state.finish(&plan.qualified);
-            }
+        let total = state.chunk_done(&plan.qualified, count, job.cursor_after.clone());
+        if job.cursor_after.is_none() {
+            self.reporter.table_finished(&plan.qualified);
+            tracing::info!(table = %plan.qualified, rows = total, "snapshot complete");
         }
         out.push_back(SourceEvent::Progress(state.clone()));
         Ok(true)
@@ -378,18 +366,10 @@ async fn plan_chunks(
     chunk_rows: usize,
 ) -> Result<(Vec<ChunkJob>, u64), SourceError> {
     let pg = |e: tokio_postgres::Error| SourceError::from(tributary_postgres::PgError::from(e));
-    let stats = client
-        .query_one(
-            "SELECT GREATEST(reltuples, 0)::int8, relpages::int8, \
-             (pg_catalog.pg_relation_size(oid) / current_setting('block_size')::int8)::int8 \
-             FROM pg_catalog.pg_class WHERE oid = $1",
-            &[&plan.oid],
-        )
-        .await
-        .map_err(pg)?;
-    let reltuples: i64 = stats.get(0);
-    let relpages: i64 = stats.get(1);
-    let pages_now: i64 = stats.get(2);
+    let Some(size) = plan.size(client).await.map_err(pg)? else {
+        return Ok((Vec::new(), 0));
+    };
+    let reltuples = size.estimated_rows;
     let chunk_rows = chunk_rows.max(1) as u64;
     let mut jobs = Vec::new();
     match &plan.chunk_key {
@@ -413,7 +393,7 @@ async fn plan_chunks(
             };
             let span = (max as i128) - (min as i128) + 1;
             let estimate = if reltuples > 0 {
-                reltuples as u64
+                reltuples
             } else {
                 span as u64
             };
@@ -486,20 +466,15 @@ async fn plan_chunks(
                 copy_sql: plan.key_range_copy(after.as_deref(), None),
                 cursor_after: None,
             });
-            Ok((jobs, reltuples.max(0) as u64))
+            Ok((jobs, reltuples))
         }
         ChunkKey::Pages => {
             let start = match cursor {
                 Some(ChunkCursor::PageFrom { page }) => *page,
                 _ => 0,
             };
-            let per_page = if reltuples > 0 && relpages > 0 {
-                (reltuples as u64 / relpages as u64).max(1)
-            } else {
-                60
-            };
-            let step = (chunk_rows / per_page).max(1) as u32;
-            let total = pages_now.max(0) as u32;
+            let step = size.pages_per_chunk(chunk_rows as usize);
+            let total = size.pages;
             let mut from = start;
             while from + step < total {
                 jobs.push(ChunkJob {
@@ -514,7 +489,7 @@ async fn plan_chunks(
                 copy_sql: plan.pages_copy(from, None),
                 cursor_after: None,
             });
-            Ok((jobs, reltuples.max(0) as u64))
+            Ok((jobs, reltuples))
         }
     }
 }

@@ -53,6 +53,26 @@ pub enum ChunkKey {
     Pages,
 }
 
+/// How big a table is, for cutting it into chunks.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSize {
+    /// `pg_class.reltuples` (0 when never analyzed).
+    pub estimated_rows: u64,
+    /// Heap pages right now (`pg_relation_size / block_size`).
+    pub pages: u32,
+    rows_per_page: u64,
+}
+
+impl TableSize {
+    /// Heap pages holding about `chunk_rows` rows (at least one).
+    pub fn pages_per_chunk(&self, chunk_rows: usize) -> u32 {
+        (chunk_rows as u64 / self.rows_per_page).max(1) as u32
+    }
+}
+
+/// Rows per heap page assumed before a table is analyzed.
+const DEFAULT_ROWS_PER_PAGE: u64 = 60;
+
 /// One column as the snapshot reads it.
 #[derive(Debug, Clone)]
 pub struct CopyColumn {
@@ -150,6 +170,31 @@ impl TablePlan {
             chunk_key,
             select_list: exprs.join(", "),
             from: format!("{}.{} AS {TABLE_ALIAS}", quoted(schema), quoted(table)),
+        }))
+    }
+
+    /// The table's size statistics; `None` when the table is gone.
+    pub async fn size(&self, client: &Client) -> Result<Option<TableSize>, tokio_postgres::Error> {
+        let row = client
+            .query_opt(
+                "SELECT GREATEST(reltuples, 0)::int8, relpages::int8, \
+                 (pg_catalog.pg_relation_size(oid) / current_setting('block_size')::int8)::int8 \
+                 FROM pg_catalog.pg_class WHERE oid = $1",
+                &[&self.oid],
+            )
+            .await?;
+        Ok(row.map(|row| {
+            let (reltuples, relpages, pages): (i64, i64, i64) =
+                (row.get(0), row.get(1), row.get(2));
+            TableSize {
+                estimated_rows: reltuples.max(0) as u64,
+                pages: pages.clamp(0, i64::from(u32::MAX)) as u32,
+                rows_per_page: if reltuples > 0 && relpages > 0 {
+                    (reltuples / relpages).max(1) as u64
+                } else {
+                    DEFAULT_ROWS_PER_PAGE
+                },
+            }
         }))
     }
 

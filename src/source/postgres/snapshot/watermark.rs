@@ -205,11 +205,6 @@ impl WatermarkSnapshots {
         }
     }
 
-    /// Whether a chunk is in progress.
-    pub fn busy(&self) -> bool {
-        self.window.is_some()
-    }
-
     /// Completes when the driver failed.
     pub async fn failed(&mut self) -> SourceError {
         match (&mut self.failure).await {
@@ -223,12 +218,7 @@ impl WatermarkSnapshots {
         let Some(window) = self.window.as_mut() else {
             return;
         };
-        if !window.open
-            || !window
-                .table
-                .split_once('.')
-                .is_some_and(|(s, t)| envelope.table.namespace == s && envelope.table.name == t)
-        {
+        if !window.open || !envelope.table.is(&window.table) {
             return;
         }
         if envelope.op == Op::Truncate {
@@ -505,30 +495,16 @@ impl Driver {
                     Some(ChunkCursor::PageFrom { page }) => *page,
                     _ => 0,
                 };
-                let stats = self
-                    .client
-                    .query_opt(
-                        "SELECT GREATEST(reltuples, 0)::int8, relpages::int8, \
-                         (pg_catalog.pg_relation_size(oid) / current_setting('block_size')::int8)::int8 \
-                         FROM pg_catalog.pg_class WHERE oid = $1",
-                        &[&plan.oid],
-                    )
+                let size = plan
+                    .size(&self.client)
                     .await
-                    .map_err(|e| match e.code().map(|c| c.code()) {
-                        Some("42P01") => ChunkError::Gone(plan.qualified.clone()),
-                        _ => ChunkError::Source(tributary_postgres::PgError::from(e).into()),
-                    })?
-                    .ok_or_else(|| ChunkError::Gone(format!("{} does not exist", plan.qualified)))?;
-                let (reltuples, relpages, pages): (i64, i64, i64) =
-                    (stats.get(0), stats.get(1), stats.get(2));
-                let per_page = if reltuples > 0 && relpages > 0 {
-                    (reltuples / relpages).max(1) as usize
-                } else {
-                    60
-                };
-                let step = (self.chunk_rows / per_page).max(1) as u32;
+                    .map_err(|e| ChunkError::Source(tributary_postgres::PgError::from(e).into()))?
+                    .ok_or_else(|| {
+                        ChunkError::Gone(format!("{} does not exist", plan.qualified))
+                    })?;
+                let step = size.pages_per_chunk(self.chunk_rows);
                 let to = from + step;
-                let last = i64::from(to) >= pages;
+                let last = to >= size.pages;
                 let sql = plan.pages_copy(from, (!last).then_some(to));
                 let chunk = read_chunk(&self.client, plan, &sql, 0, self.chunk_rows).await?;
                 Ok(ChunkOutcome::Rows {
