@@ -137,6 +137,11 @@ pub struct DaemonConfig {
     /// `text` (human) or `json` (one JSON object per line) logs.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Address of the daemon's HTTP port (`/healthz`, `/readyz` and the
+    /// read-only schema registry API), e.g. `127.0.0.1:9187` or
+    /// `0.0.0.0:9187` in a container. Absent: no HTTP port.
+    #[serde(default)]
+    pub http_listen: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -144,6 +149,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             data_dir: default_data_dir(),
             log_format: LogFormat::default(),
+            http_listen: None,
         }
     }
 }
@@ -288,6 +294,69 @@ pub struct PostgresSourceConfig {
     /// A table operators INSERT snapshot requests into (id, type, data).
     #[serde(default)]
     pub signal_table: Option<String>,
+    /// How a new schema version of a table must relate to the earlier ones
+    /// (see [`Compatibility`]); default `backward`.
+    #[serde(default)]
+    pub schema_compatibility: Compatibility,
+    /// Per-table override of `schema_compatibility`.
+    #[serde(default)]
+    pub table_compatibility: BTreeMap<String, Compatibility>,
+    /// What happens when a table changes shape incompatibly (see
+    /// [`OnIncompatible`]); default `fail`.
+    #[serde(default)]
+    pub on_incompatible_schema: OnIncompatible,
+}
+
+/// Schema compatibility modes, with Confluent Schema Registry's meaning:
+/// BACKWARD — consumers using the new schema can read data written with the
+/// previous one; FORWARD — consumers still on the previous schema can read
+/// data written with the new one; FULL — both; NONE — no check. The
+/// TRANSITIVE forms check against every earlier version, not just the latest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compatibility {
+    #[default]
+    Backward,
+    BackwardTransitive,
+    Forward,
+    ForwardTransitive,
+    Full,
+    FullTransitive,
+    None,
+}
+
+impl Compatibility {
+    /// The Confluent name (`BACKWARD`, `FULL_TRANSITIVE`, ...).
+    pub fn confluent_name(self) -> &'static str {
+        match self {
+            Compatibility::Backward => "BACKWARD",
+            Compatibility::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            Compatibility::Forward => "FORWARD",
+            Compatibility::ForwardTransitive => "FORWARD_TRANSITIVE",
+            Compatibility::Full => "FULL",
+            Compatibility::FullTransitive => "FULL_TRANSITIVE",
+            Compatibility::None => "NONE",
+        }
+    }
+
+    /// The config spelling (`backward`, `full_transitive`, ...).
+    pub fn config_name(self) -> String {
+        self.confluent_name().to_lowercase()
+    }
+}
+
+/// What a source does when a table's new shape breaks its compatibility mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnIncompatible {
+    /// Stop the source before writing any change of the new shape; the
+    /// checkpoint stays before it. The operator reverts the change, or
+    /// switches to `new_version` (or a looser mode) and restarts.
+    #[default]
+    Fail,
+    /// Register the new version anyway and continue; the manifest marks the
+    /// boundary (`schema_change.compatible = false`).
+    NewVersion,
 }
 
 /// When a source copies its tables' existing rows.
@@ -430,6 +499,30 @@ impl PostgresSourceConfig {
             .unwrap_or(self.snapshot)
     }
 
+    /// Whether `schema.table` is one of this source's tables (listed, or in
+    /// its schema).
+    pub fn captures(&self, qualified: &str) -> bool {
+        let listed = self
+            .table_list()
+            .iter()
+            .any(|(s, t)| format!("{s}.{t}") == qualified);
+        let in_schema = self
+            .schema
+            .as_deref()
+            .is_some_and(|schema| qualified.starts_with(&format!("{schema}.")));
+        listed || in_schema
+    }
+
+    /// The compatibility mode of one `schema.table` (its override, else the
+    /// source's).
+    pub fn compatibility_of(&self, qualified: &str) -> Compatibility {
+        self.table_compatibility
+            .iter()
+            .find(|(name, _)| qualify(name).as_deref() == Some(qualified))
+            .map(|(_, mode)| *mode)
+            .unwrap_or(self.schema_compatibility)
+    }
+
     /// The signal table as `(schema, table)`.
     pub fn signal_table(&self) -> Option<(String, String)> {
         self.signal_table.as_deref().and_then(split_table)
@@ -512,6 +605,14 @@ impl Config {
     /// Pure: reads nothing but `self` (and the environment for `${VAR}`
     /// presence is checked later, at connect time).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(listen) = &self.daemon.http_listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::invalid(
+                    "daemon.http_listen",
+                    format!("{listen:?} is not an address; write host:port, e.g. \"127.0.0.1:9187\""),
+                ));
+            }
+        }
         if self.source.is_empty() {
             return Err(ConfigError::invalid(
                 "source",
@@ -700,15 +801,7 @@ fn validate_postgres(key: &str, pg: &PostgresSourceConfig) -> Result<(), ConfigE
                 "is not a table name; write schema.table",
             ));
         };
-        let listed = pg
-            .table_list()
-            .iter()
-            .any(|(s, t)| format!("{s}.{t}") == qualified);
-        let in_schema = pg
-            .schema
-            .as_deref()
-            .is_some_and(|schema| qualified.starts_with(&format!("{schema}.")));
-        if !listed && !in_schema {
+        if !pg.captures(&qualified) {
             return Err(ConfigError::invalid(
                 format!("{key}.table_snapshot.{table}"),
                 "names a table this source does not capture; add it to `tables` or remove the override",
@@ -718,6 +811,15 @@ fn validate_postgres(key: &str, pg: &PostgresSourceConfig) -> Result<(), ConfigE
             return Err(ConfigError::invalid(
                 format!("{key}.table_snapshot.{table}"),
                 "\"initial_only\" applies to a whole source (it stops the source after the copy); use it as `snapshot`",
+            ));
+        }
+    }
+    for table in pg.table_compatibility.keys() {
+        let captured = qualify(table).is_some_and(|q| pg.captures(&q));
+        if !captured {
+            return Err(ConfigError::invalid(
+                format!("{key}.table_compatibility.{table}"),
+                "names a table this source does not capture; add it to `tables` or remove the override",
             ));
         }
     }

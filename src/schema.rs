@@ -92,6 +92,15 @@ pub struct ColumnSchema {
     /// The source's own type name (e.g. `numeric(12,2)`, `jsonb`, `my_enum`).
     pub source_type: String,
     pub nullable: bool,
+    /// The source's stable identity of the column (PostgreSQL `attnum`): a
+    /// rename keeps it, a dropped and re-added column gets a new one. Readers
+    /// match columns across schema versions by it (see the merge rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
+    /// The column's default expression in the source's SQL (e.g. `0`,
+    /// `'new'::text`, `now()`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// The shape of one table at one point in time.
@@ -104,7 +113,12 @@ pub struct TableSchema {
     /// Indexes into `columns` of the columns that identify a row. Empty when
     /// the table has no usable identity (inserts only; updates/deletes fail).
     pub key: Vec<usize>,
-    /// Hex SHA-256 over the canonical JSON of namespace, name, columns, key.
+    /// The source's identity of the table (PostgreSQL: the relation OID):
+    /// the same name with a new id is a table dropped and recreated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<u32>,
+    /// Hex SHA-256 over the canonical JSON of namespace, name, columns, key
+    /// and source id.
     pub fingerprint: String,
 }
 
@@ -121,19 +135,30 @@ impl TableSchema {
             name: name.into(),
             columns,
             key,
+            source_id: None,
             fingerprint: String::new(),
         };
         schema.fingerprint = schema.compute_fingerprint();
         schema
     }
 
+    /// The same schema with the source's table identity set.
+    pub fn with_source_id(mut self, source_id: Option<u32>) -> TableSchema {
+        self.source_id = source_id;
+        self.fingerprint = self.compute_fingerprint();
+        self
+    }
+
     fn compute_fingerprint(&self) -> String {
-        let canonical = serde_json::json!({
+        let mut canonical = serde_json::json!({
             "namespace": self.namespace,
             "name": self.name,
             "columns": self.columns,
             "key": self.key,
         });
+        if let Some(id) = self.source_id {
+            canonical["source_id"] = id.into();
+        }
         let digest = Sha256::digest(canonical.to_string().as_bytes());
         hex::encode(&digest[..16])
     }
@@ -169,6 +194,8 @@ mod tests {
             data_type,
             source_type: "x".into(),
             nullable: true,
+            id: None,
+            default: None,
         }
     }
 

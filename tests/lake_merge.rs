@@ -23,6 +23,8 @@ fn col(name: &str, data_type: ColumnType) -> ColumnSchema {
         data_type,
         source_type: "test".into(),
         nullable: true,
+        id: None,
+        default: None,
     }
 }
 

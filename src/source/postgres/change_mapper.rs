@@ -104,6 +104,8 @@ impl ChangeMapper {
                     .and_then(|n| n.get(&col.name))
                     .copied()
                     .unwrap_or(true),
+                id: None,
+                default: None,
             });
         }
         let key: Vec<usize> = rel

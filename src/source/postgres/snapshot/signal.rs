@@ -99,6 +99,8 @@ mod tests {
             data_type: ColumnType::Text,
             source_type: "text".into(),
             nullable: true,
+            id: None,
+            default: None,
         };
         let schema = TableSchema::new(
             "public",

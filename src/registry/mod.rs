@@ -1,0 +1,1 @@
+//! The schema registry (being written).
