@@ -21,16 +21,21 @@ import json
 import os
 import sys
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 # The merge rule as one query. Placeholders:
-#   {files}      list of Parquet paths, e.g. ['a.parquet', 'b.parquet']
+#   {changes}    every change of the table with the latest column names: one
+#                SELECT per group of files written with the same columns,
+#                renamed columns renamed back to their latest name and dropped
+#                ones excluded, combined with UNION ALL BY NAME (a column
+#                missing from a group is NULL there), e.g.
+#                SELECT * RENAME ("b" AS "b2") FROM read_parquet(['a.parquet'])
 #   {key}        key column list, e.g. "tenant", "id"  (tables without a key: _pos)
 #   {columns}    one select item per data column: key columns as-is, every
 #                other column as arg_max_null(col, CASE WHEN list_contains(_unchanged, 'col') THEN NULL ELSE _pos END)
 SQL_TEMPLATE = """\
 WITH changes AS (
-    SELECT * FROM read_parquet({files}, union_by_name = true)
+    {changes}
 ),
 live AS (
     -- a truncate removes every row of the table with a smaller _pos
@@ -67,6 +72,47 @@ def literal(text):
     return "'" + text.replace("'", "''") + "'"
 
 
+def current_name(written, latest):
+    """The latest name of a column written as `written` (None: dropped since).
+
+    Columns are matched by id when both sides have ids (a rename keeps the
+    id; a column dropped and added again gets a new one), else by name.
+    """
+    by_id = written.get("id") is not None and any(c.get("id") is not None for c in latest)
+    for column in latest:
+        if (column.get("id") == written.get("id")) if by_id else (column["name"] == written["name"]):
+            return column["name"]
+    return None
+
+
+def changes_sql(table):
+    """Every change of the table under its latest column names."""
+    latest = table["columns"]
+    groups = {}
+    for path, written in table["files"]:
+        exclude, rename = [], []
+        for column in written:
+            now = current_name(column, latest)
+            if now is None:
+                exclude.append(column["name"])
+            elif now != column["name"]:
+                rename.append((column["name"], now))
+        groups.setdefault((tuple(exclude), tuple(rename)), []).append(path)
+    selects = []
+    for (exclude, rename), paths in groups.items():
+        star = "*"
+        if exclude:
+            star += " EXCLUDE (" + ", ".join(ident(c) for c in exclude) + ")"
+        if rename:
+            # _unchanged names columns as they were written: rename them too.
+            cases = " ".join(f"WHEN {literal(a)} THEN {literal(b)}" for a, b in rename)
+            star += f" REPLACE (list_transform(_unchanged, lambda c: CASE c {cases} ELSE c END) AS _unchanged)"
+            star += " RENAME (" + ", ".join(f"{ident(a)} AS {ident(b)}" for a, b in rename) + ")"
+        files = "[" + ", ".join(literal(p) for p in paths) + "]"
+        selects.append(f"SELECT {star} FROM read_parquet({files}, union_by_name = true)")
+    return "\n    UNION ALL BY NAME\n    ".join(selects)
+
+
 def merge_sql(table):
     """The merge query of one table (as gathered by read_tables)."""
     keys = table["key_columns"]
@@ -78,7 +124,7 @@ def merge_sql(table):
         else:
             items.append(MERGED_COLUMN.format(col=ident(name), lit=literal(name)))
     return SQL_TEMPLATE.format(
-        files="[" + ", ".join(literal(f) for f in table["files"]) + "]",
+        changes=changes_sql(table),
         key=", ".join(ident(k) for k in keys) if keys else "_pos",
         columns=",\n    ".join(items),
     )
@@ -99,7 +145,7 @@ def read_tables(lake, source):
         if manifest["manifest_version"] > MANIFEST_VERSION:
             sys.exit(f"{name} has manifest version {manifest['manifest_version']}; upgrade this script")
         for entry in manifest["tables"]:
-            table = tables.setdefault(entry["table"], {"files": [], "last_pos": ""})
+            table = tables.setdefault(entry["table"], {"files": [], "seen": set(), "last_pos": ""})
             # The latest schema is that of the newest changes (one flush may
             # hold several shapes of a table, listed by fingerprint).
             if entry["last_pos"] >= table["last_pos"]:
@@ -108,8 +154,9 @@ def read_tables(lake, source):
                 table["last_pos"] = entry["last_pos"]
             for file in entry["files"]:
                 path = os.path.join(lake, file["path"])
-                if path not in table["files"]:
-                    table["files"].append(path)
+                if path not in table["seen"]:
+                    table["seen"].add(path)
+                    table["files"].append((path, entry["columns"]))
     return tables
 
 

@@ -215,6 +215,20 @@ impl SourceConfig {
             SourceConfig::Postgres(pg) => &pg.sink,
         }
     }
+
+    /// The schema compatibility mode of one `schema.table`.
+    pub fn compatibility_of(&self, qualified: &str) -> Compatibility {
+        match self {
+            SourceConfig::Postgres(pg) => pg.compatibility_of(qualified),
+        }
+    }
+
+    /// What happens on an incompatible change of shape.
+    pub fn on_incompatible_schema(&self) -> OnIncompatible {
+        match self {
+            SourceConfig::Postgres(pg) => pg.on_incompatible_schema,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -609,7 +623,9 @@ impl Config {
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(ConfigError::invalid(
                     "daemon.http_listen",
-                    format!("{listen:?} is not an address; write host:port, e.g. \"127.0.0.1:9187\""),
+                    format!(
+                        "{listen:?} is not an address; write host:port, e.g. \"127.0.0.1:9187\""
+                    ),
                 ));
             }
         }
@@ -861,6 +877,48 @@ tables = ["public.orders"]
 
     fn err(text: &str) -> String {
         Config::from_toml_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../config/tributary.example.toml");
+        let config = Config::from_toml_str(text).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.daemon.http_listen.as_deref(), Some("127.0.0.1:9187"));
+    }
+
+    #[test]
+    fn schema_policy_keys() {
+        let text = format!(
+            "{GOOD}schema_compatibility = \"full_transitive\"\non_incompatible_schema = \"new_version\"\ntable_compatibility = {{ \"orders\" = \"none\" }}\n"
+        );
+        let config = Config::from_toml_str(&text).unwrap();
+        config.validate().unwrap();
+        let source = &config.source[0];
+        assert_eq!(
+            source.compatibility_of("public.orders"),
+            Compatibility::None
+        );
+        assert_eq!(
+            source.compatibility_of("public.other"),
+            Compatibility::FullTransitive
+        );
+        assert_eq!(source.on_incompatible_schema(), OnIncompatible::NewVersion);
+        let text = format!("{GOOD}table_compatibility = {{ \"public.nope\" = \"none\" }}\n");
+        let e = err(&text);
+        assert!(
+            e.contains("source[0].table_compatibility.public.nope"),
+            "{e}"
+        );
+        let text = format!("{GOOD}schema_compatibility = \"sideways\"\n");
+        let e = err(&text);
+        assert!(e.contains("sideways"), "{e}");
+        let text = GOOD.replace(
+            "data_dir = \"/tmp/trib\"",
+            "data_dir = \"/tmp/trib\"\nhttp_listen = \"localhost\"",
+        );
+        let e = err(&text);
+        assert!(e.contains("daemon.http_listen"), "{e}");
     }
 
     #[test]

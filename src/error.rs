@@ -4,6 +4,7 @@
 //! fix. `anyhow` is used only in `main`.
 
 use crate::config::ConfigError;
+use crate::registry::RegistryError;
 use crate::sink::SinkError;
 use crate::source::SourceError;
 
@@ -24,6 +25,12 @@ pub enum RunError {
         #[source]
         error: SinkError,
     },
+    #[error("source {source_name}: {error}")]
+    Schema {
+        source_name: String,
+        #[source]
+        error: Box<RegistryError>,
+    },
     #[error("source {source_name}: checkpoint: {message}")]
     Checkpoint {
         source_name: String,
@@ -43,6 +50,7 @@ impl RunError {
             RunError::Config(_) | RunError::Pipeline { .. } => false,
             RunError::Source { error, .. } => error.is_transient(),
             RunError::Sink { error, .. } => error.is_transient(),
+            RunError::Schema { error, .. } => error.is_transient(),
             RunError::Checkpoint { .. } => true,
         }
     }

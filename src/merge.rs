@@ -14,7 +14,10 @@
 //!    named in `_unchanged` keeps the value it had (the latest earlier value
 //!    of the same key, after its last `d`/`t`, that was not unchanged; NULL if
 //!    there is none);
-//! 5. a table without key columns is append-only (each change its own key).
+//! 5. a table without key columns is append-only (each change its own key);
+//! 6. columns are matched across schema versions by id ([`current_name`]):
+//!    a renamed column keeps its values, a dropped one leaves the table, a
+//!    column missing from older files is NULL in their rows.
 //!
 //! It is the reference the truth tests compare DuckDB against, and what a
 //! `tributary lake show` command prints. It loads whole tables into memory:
@@ -99,7 +102,8 @@ impl Change {
 struct TableSource {
     columns: Vec<ColumnSchema>,
     key_columns: Vec<String>,
-    files: Vec<String>,
+    /// Every file, with the columns of the manifest entry listing it.
+    files: Vec<(String, Vec<ColumnSchema>)>,
     /// `last_pos` of the entry `columns` came from.
     last_pos: String,
 }
@@ -124,35 +128,60 @@ impl BronzeMerge {
                 // The latest schema is that of the newest changes (one flush
                 // may hold several shapes of a table, listed by fingerprint).
                 if entry.last_pos >= table.last_pos {
-                    table.columns = entry.columns;
+                    table.columns = entry.columns.clone();
                     table.key_columns = entry.key_columns;
                     table.last_pos = entry.last_pos;
                 }
                 for file in entry.files {
-                    if !table.files.contains(&file.path) {
-                        table.files.push(file.path);
+                    if !table.files.iter().any(|(path, _)| *path == file.path) {
+                        table.files.push((file.path, entry.columns.clone()));
                     }
                 }
             }
         }
         let mut merged = MergedLake::default();
         for (name, table) in tables {
-            let changes = read_changes(store, &name, &table.files).await?;
+            let changes = read_changes(store, &name, &table.files, &table.columns).await?;
             merged.tables.insert(name, merge_table(table, changes));
         }
         Ok(merged)
     }
 }
 
-/// Every change of one table, deduplicated by `_pos`.
+/// The name a column written with `written` has in the table's latest
+/// columns: matched by id when both sides have ids (a rename keeps the id; a
+/// dropped and re-added column has a new one), else by name. `None`: the
+/// column was dropped since.
+pub fn current_name<'a>(written: &ColumnSchema, latest: &'a [ColumnSchema]) -> Option<&'a str> {
+    let by_id = written.id.is_some() && latest.iter().any(|c| c.id.is_some());
+    latest
+        .iter()
+        .find(|c| {
+            if by_id {
+                c.id == written.id
+            } else {
+                c.name == written.name
+            }
+        })
+        .map(|c| c.name.as_str())
+}
+
+/// Every change of one table, deduplicated by `_pos`, with values keyed by
+/// the table's latest column names.
 async fn read_changes(
     store: &LakeStore,
     table: &str,
-    files: &[String],
+    files: &[(String, Vec<ColumnSchema>)],
+    latest: &[ColumnSchema],
 ) -> Result<BTreeMap<String, Change>, SinkError> {
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
     let metadata: HashSet<&str> = METADATA_COLUMNS.into_iter().collect();
-    for path in files {
+    for (path, written) in files {
+        // File column name → latest name (dropped columns map to nothing).
+        let renames: BTreeMap<&str, &str> = written
+            .iter()
+            .filter_map(|c| current_name(c, latest).map(|now| (c.name.as_str(), now)))
+            .collect();
         let bytes = store.get(path).await?.ok_or_else(|| {
             SinkError::corrupt(format!(
                 "delta file {path} listed in a manifest of {table} is missing from {}; restore it from a backup",
@@ -178,7 +207,7 @@ async fn read_changes(
                 Value::List(items) => items
                     .iter()
                     .filter_map(|v| match v {
-                        Value::Text(name) => Some(name.clone()),
+                        Value::Text(name) => renames.get(name.as_str()).map(|n| n.to_string()),
                         _ => None,
                     })
                     .collect(),
@@ -190,7 +219,11 @@ async fn read_changes(
                     .iter()
                     .zip(&row)
                     .filter(|(n, _)| !metadata.contains(n.as_str()))
-                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .filter_map(|(n, v)| {
+                        renames
+                            .get(n.as_str())
+                            .map(|now| (now.to_string(), v.clone()))
+                    })
                     .collect(),
                 unchanged,
                 file: path.clone(),

@@ -14,6 +14,7 @@
 //! Transient failures restart the task from the last checkpoint with
 //! exponential backoff (logging why); definite ones stop the daemon.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -23,8 +24,14 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore};
 use crate::config::{Config, DaemonConfig, LakeSinkConfig, SinkConfig, SourceConfig};
 use crate::error::RunError;
+use crate::http::{self, Health, SourceState};
 use crate::position::{Position, ResumePoint};
-use crate::sink::{LakeSink, LakeStore, Manifest, ManifestCheckpoint, ManifestWriter, SinkError};
+use crate::registry::SchemaRegistry;
+use crate::schema::{TableSchema, subject_name};
+use crate::sink::{
+    LakeSink, LakeStore, Manifest, ManifestCheckpoint, ManifestWriter, RegisteredShape, SchemaRef,
+    SinkError,
+};
 use crate::snapshot::SnapshotState;
 use crate::source::{AnySource, Source, SourceError, SourceEvent};
 
@@ -44,13 +51,35 @@ const READY_BATCH: usize = 1024;
 /// definitely (then the others are stopped cleanly and the error returned).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     config.validate()?;
-    let mut tasks = tokio::task::JoinSet::new();
+    let registries = open_registries(&config).await?;
+    let health = Health::new(config.source.iter().map(|s| s.name().to_string()));
     let stop_all = shutdown.child_token();
+    let http = match &config.daemon.http_listen {
+        Some(addr) => {
+            let listener = http::bind(addr).await.map_err(|e| RunError::Pipeline {
+                source_name: "-".into(),
+                message: e.to_string(),
+            })?;
+            tracing::info!(listen = %addr, "HTTP port: /healthz, /readyz, schema registry API");
+            let served: Vec<SchemaRegistry> = registries.values().cloned().collect();
+            Some(tokio::spawn(http::serve(
+                listener,
+                served,
+                health.clone(),
+                stop_all.clone(),
+            )))
+        }
+        None => None,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
     for source in config.source.clone() {
         let sink = config.sink[source.sink()].clone();
+        let SinkConfig::Lake(lake) = &sink;
+        let registry = registries[&lake.url].clone();
         let daemon = config.daemon.clone();
         let stop = stop_all.clone();
-        tasks.spawn(async move { run_source(source, sink, daemon, stop).await });
+        let health = health.clone();
+        tasks.spawn(async move { run_source(source, sink, daemon, registry, health, stop).await });
     }
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
@@ -66,10 +95,38 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             first_error.get_or_insert(error);
         }
     }
+    stop_all.cancel();
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     match first_error {
         Some(error) => Err(error),
         None => Ok(()),
     }
+}
+
+/// One schema registry per lake root (sources writing to the same root
+/// share it, so versions and ids never race).
+async fn open_registries(config: &Config) -> Result<BTreeMap<String, SchemaRegistry>, RunError> {
+    let mut registries = BTreeMap::new();
+    for (name, sink) in &config.sink {
+        let SinkConfig::Lake(lake) = sink;
+        if registries.contains_key(&lake.url) {
+            continue;
+        }
+        let store = LakeStore::from_url(&lake.url).map_err(|error| RunError::Sink {
+            source_name: format!("(sink {name})"),
+            error,
+        })?;
+        let registry = SchemaRegistry::open(store)
+            .await
+            .map_err(|error| RunError::Schema {
+                source_name: format!("(sink {name})"),
+                error: Box::new(error),
+            })?;
+        registries.insert(lake.url.clone(), registry);
+    }
+    Ok(registries)
 }
 
 /// Runs one source, restarting it after transient failures.
@@ -77,16 +134,38 @@ async fn run_source(
     source: SourceConfig,
     sink: SinkConfig,
     daemon: DaemonConfig,
+    registry: SchemaRegistry,
+    health: Health,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let SinkConfig::Lake(lake) = sink;
     let mut delays = retry_delays();
+    let name = source.name().to_string();
     loop {
         let mut progressed = false;
-        let result = run_once(&source, &lake, &daemon, &shutdown, &mut progressed).await;
+        health.set_source_state(&name, SourceState::Starting);
+        let result = run_once(
+            &source,
+            &lake,
+            &daemon,
+            &registry,
+            &health,
+            &shutdown,
+            &mut progressed,
+        )
+        .await;
         match result {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                health.set_source_state(&name, SourceState::Stopped);
+                return Ok(());
+            }
             Err(error) if error.is_transient() && !shutdown.is_cancelled() => {
+                health.set_source_state(
+                    &name,
+                    SourceState::Retrying {
+                        error: error.to_string(),
+                    },
+                );
                 if progressed {
                     delays = retry_delays();
                 }
@@ -102,7 +181,15 @@ async fn run_source(
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                health.set_source_state(
+                    &name,
+                    SourceState::Failed {
+                        error: error.to_string(),
+                    },
+                );
+                return Err(error);
+            }
         }
     }
 }
@@ -119,6 +206,9 @@ fn retry_delays() -> impl Iterator<Item = Duration> {
 /// Everything one run of a source needs, and the state of its current batch.
 struct Run<'a> {
     name: &'a str,
+    config: &'a SourceConfig,
+    registry: SchemaRegistry,
+    health: &'a Health,
     lake: &'a LakeSinkConfig,
     sink: LakeSink,
     checkpoints: CheckpointStore,
@@ -176,6 +266,8 @@ async fn run_once(
     config: &SourceConfig,
     lake: &LakeSinkConfig,
     daemon: &DaemonConfig,
+    registry: &SchemaRegistry,
+    health: &Health,
     shutdown: &CancellationToken,
     progressed: &mut bool,
 ) -> Result<(), RunError> {
@@ -204,8 +296,20 @@ async fn run_once(
     );
     let mut source = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        opened = AnySource::open(config, daemon, checkpoint.as_ref()) => opened.map_err(source_err)?,
+        opened = AnySource::open(config, daemon, checkpoint.as_ref(), registry) => opened.map_err(source_err)?,
     };
+    let snapshotting = checkpoint
+        .as_ref()
+        .and_then(|c| c.snapshot.as_ref())
+        .is_none_or(|s| !s.pending.is_empty());
+    health.set_source_state(
+        name,
+        if snapshotting {
+            SourceState::Snapshotting
+        } else {
+            SourceState::Streaming
+        },
+    );
     if let Some(resume) = &resume {
         // A crash between saving the checkpoint and acknowledging it.
         source.ack(resume).await.map_err(source_err)?;
@@ -213,6 +317,9 @@ async fn run_once(
     let checkpoint_snapshot = checkpoint.as_ref().and_then(|c| c.snapshot.clone());
     let mut run = Run {
         name,
+        config,
+        registry: registry.clone(),
+        health,
         lake,
         sink,
         checkpoints,
@@ -342,6 +449,9 @@ impl Run<'_> {
                 if self.skip_through.is_some_and(|p| envelope.position <= p) {
                     return Ok(Handled::Continue);
                 }
+                if !self.sink.knows_shape(&envelope.table.fingerprint) {
+                    self.register_shape(&envelope.table).await?;
+                }
                 self.sink.write(&envelope).map_err(|e| self.sink_err(e))?;
                 self.written(envelope.position, source).await?;
             }
@@ -350,6 +460,9 @@ impl Run<'_> {
                 let last = reads.last();
                 if reads.rows == 0 || self.skip_through.is_some_and(|p| last <= p) {
                     return Ok(Handled::Continue);
+                }
+                if !self.sink.knows_shape(&reads.table.fingerprint) {
+                    self.register_shape(&reads.table).await?;
                 }
                 self.sink
                     .write_reads(&reads)
@@ -384,6 +497,14 @@ impl Run<'_> {
                 }
             }
             SourceEvent::Progress(state) => {
+                self.health.set_source_state(
+                    self.name,
+                    if state.pending.is_empty() {
+                        SourceState::Streaming
+                    } else {
+                        SourceState::Snapshotting
+                    },
+                );
                 self.snapshot = Some(state);
                 if !self.in_txn && self.sink.buffered_rows() == 0 && self.in_flight.is_none() {
                     // Nothing waits to be written: what the state counts is
@@ -394,6 +515,54 @@ impl Run<'_> {
             SourceEvent::Finished => return Ok(Handled::Finished),
         }
         Ok(Handled::Continue)
+    }
+
+    /// A table shape not written before in this run: register it (checking
+    /// compatibility) before any change of it is buffered. Under
+    /// `on_incompatible_schema = "fail"` an incompatible shape stops the
+    /// source here: nothing of it was buffered, so the checkpoint stays
+    /// before it and a restart meets it again.
+    async fn register_shape(&mut self, table: &TableSchema) -> Result<(), RunError> {
+        let qualified = table.qualified_name();
+        let subject = subject_name(self.name, &qualified);
+        let namespace = format!("tributary.{}.{}", self.name, table.namespace);
+        let registered = self
+            .registry
+            .register(
+                &subject,
+                &namespace,
+                table,
+                self.config.compatibility_of(&qualified),
+                self.config.on_incompatible_schema(),
+            )
+            .await
+            .map_err(|error| RunError::Schema {
+                source_name: self.name.to_string(),
+                error: Box::new(error),
+            })?;
+        let version = registered.version;
+        if registered.new {
+            if version.compatible {
+                tracing::info!(source = %self.name, subject = %subject, version = version.version, id = version.id, changes = ?version.changes, "schema version registered");
+            } else {
+                tracing::warn!(source = %self.name, subject = %subject, version = version.version, id = version.id, changes = ?version.changes, problems = ?version.problems, "INCOMPATIBLE schema version registered (on_incompatible_schema = \"new_version\"); the manifest marks the boundary");
+            }
+        }
+        self.sink.add_shape(
+            &table.fingerprint,
+            RegisteredShape {
+                schema: SchemaRef {
+                    subject,
+                    version: version.version,
+                    id: version.id,
+                },
+                compatibility: version.compatibility.confluent_name().to_string(),
+                compatible: version.compatible,
+                changes: version.changes,
+                problems: version.problems,
+            },
+        );
+        Ok(())
     }
 
     /// Rows up to `last` were handed to the sink: arm the flush deadline and

@@ -184,6 +184,12 @@ impl TableSchema {
     }
 }
 
+/// The schema registry subject of a table of `source`, Debezium/Confluent
+/// style: `<source>.<schema>.<table>-value`.
+pub fn subject_name(source: &str, qualified_table: &str) -> String {
+    format!("{source}.{qualified_table}-value")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

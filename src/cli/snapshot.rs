@@ -10,7 +10,7 @@
 
 use crate::config::{Config, SourceConfig, qualify};
 use crate::source::postgres::connect_catalog;
-use crate::source::postgres::snapshot::signal::{SIGNAL_PREFIX, SnapshotSignal};
+use crate::source::postgres::snapshot::signal::{self, SnapshotSignal};
 
 /// Writes the request; returns the text printed to the operator.
 pub async fn request(config: &Config, name: &str, tables: &[String]) -> Result<String, String> {
@@ -47,19 +47,15 @@ pub async fn request(config: &Config, name: &str, tables: &[String]) -> Result<S
             ));
         }
     }
-    let content = serde_json::to_string(&SnapshotSignal {
+    let signal = SnapshotSignal {
         source: name.to_string(),
         tables: qualified.clone(),
-    })
-    .expect("signal serializes");
-    let lsn: String = client
-        .query_one(
-            "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)::text",
-            &[&SIGNAL_PREFIX, &content],
-        )
+        reset: false,
+        reason: None,
+    };
+    let lsn = signal::emit(&client, &signal)
         .await
-        .map_err(|e| e.to_string())?
-        .get(0);
+        .map_err(|e| e.to_string())?;
     Ok(format!(
         "{name}: incremental snapshot of {} requested (WAL {lsn}); the running daemon, or its next start, copies the tables while streaming; follow it with `tributary checkpoint show`",
         qualified.join(", ")

@@ -31,6 +31,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use super::error::SinkError;
+use super::manifest::RegisteredShape;
 use super::values;
 use crate::envelope::{ENVELOPE_VERSION, Envelope, Op, ReadBatch, Value};
 use crate::position::Position;
@@ -110,6 +111,8 @@ pub struct DeltaBuilder {
     /// written after the rows of the builders.
     batches: Vec<RecordBatch>,
     batch_rows: usize,
+    /// The registered schema version of `table`.
+    shape: Option<RegisteredShape>,
 }
 
 /// The Arrow schema of a delta file for `table`. Every data column is
@@ -177,11 +180,22 @@ impl DeltaBuilder {
             approx_bytes: 0,
             batches: Vec::new(),
             batch_rows: 0,
+            shape: None,
         }
     }
 
     pub fn table(&self) -> &Arc<TableSchema> {
         &self.table
+    }
+
+    /// Names the registered schema version these rows are written with
+    /// (recorded in the file's metadata and its manifest entry).
+    pub fn set_shape(&mut self, shape: RegisteredShape) {
+        self.shape = Some(shape);
+    }
+
+    pub fn shape(&self) -> Option<&RegisteredShape> {
+        self.shape.as_ref()
     }
 
     pub fn rows(&self) -> usize {
@@ -430,7 +444,7 @@ impl DeltaBuilder {
         let batches = self.finish()?;
         let table_schema =
             serde_json::to_string(self.table.as_ref()).map_err(|e| self.encode_error(e))?;
-        let metadata = vec![
+        let mut metadata = vec![
             KeyValue::new(
                 "tributary.envelope_version".into(),
                 ENVELOPE_VERSION.to_string(),
@@ -442,6 +456,10 @@ impl DeltaBuilder {
             KeyValue::new("tributary.table_schema".into(), table_schema),
             KeyValue::new("tributary.source".into(), self.source.clone()),
         ];
+        if let Some(shape) = &self.shape {
+            let schema = serde_json::to_string(&shape.schema).map_err(|e| self.encode_error(e))?;
+            metadata.push(KeyValue::new("tributary.schema".into(), schema));
+        }
         let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| self.encode_error(e))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))

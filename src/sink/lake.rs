@@ -7,7 +7,7 @@
 //! manifest that lists it is written, and the flush is reported durable only
 //! after the manifest is. See [`super`] for the full contract.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,10 +18,11 @@ use super::error::SinkError;
 use super::manifest::MANIFEST_VERSION;
 use super::manifest::{
     Manifest, ManifestCheckpoint, ManifestFile, ManifestTable, ManifestWriter, MergeRule,
-    delta_path,
+    RegisteredShape, SchemaChange, delta_path,
 };
 use super::store::LakeStore;
 use crate::envelope::{ENVELOPE_VERSION, Envelope, ReadBatch};
+use crate::schema::TableSchema;
 
 /// Files written concurrently during one flush.
 const PARALLEL_PUTS: usize = 8;
@@ -38,6 +39,8 @@ pub struct LakeSink {
     next_seq: u64,
     latest: Option<Manifest>,
     builders: Builders,
+    /// Registered schema versions by table fingerprint.
+    shapes: HashMap<String, RegisteredShape>,
 }
 
 impl LakeSink {
@@ -52,31 +55,44 @@ impl LakeSink {
             manifests,
             latest,
             builders: Builders::new(),
+            shapes: HashMap::new(),
+        })
+    }
+
+    /// Whether the shape with this fingerprint has its schema version.
+    pub fn knows_shape(&self, fingerprint: &str) -> bool {
+        self.shapes.contains_key(fingerprint)
+    }
+
+    /// Records the registered schema version of a table shape; files of
+    /// that shape name it from now on.
+    pub fn add_shape(&mut self, fingerprint: &str, shape: RegisteredShape) {
+        self.shapes.insert(fingerprint.to_string(), shape);
+    }
+
+    /// The buffer of one table shape.
+    fn builder(&mut self, table: &Arc<TableSchema>) -> &mut DeltaBuilder {
+        let key = (table.qualified_name(), table.fingerprint.clone());
+        let shapes = &self.shapes;
+        let source = &self.source;
+        self.builders.entry(key).or_insert_with(|| {
+            let mut builder = DeltaBuilder::new(table.clone(), source);
+            if let Some(shape) = shapes.get(&table.fingerprint) {
+                builder.set_shape(shape.clone());
+            }
+            builder
         })
     }
 
     /// Buffers one change. A rejected envelope (value does not fit its
     /// column) leaves the buffers unchanged.
     pub fn write(&mut self, env: &Envelope) -> Result<(), SinkError> {
-        let key = (env.table.qualified_name(), env.table.fingerprint.clone());
-        let builder = self
-            .builders
-            .entry(key)
-            .or_insert_with(|| DeltaBuilder::new(env.table.clone(), &self.source));
-        builder.append(env)
+        self.builder(&env.table).append(env)
     }
 
     /// Buffers a chunk of snapshot reads in columnar form.
     pub fn write_reads(&mut self, reads: &ReadBatch) -> Result<(), SinkError> {
-        let key = (
-            reads.table.qualified_name(),
-            reads.table.fingerprint.clone(),
-        );
-        let builder = self
-            .builders
-            .entry(key)
-            .or_insert_with(|| DeltaBuilder::new(reads.table.clone(), &self.source));
-        builder.append_reads(reads)
+        self.builder(&reads.table).append_reads(reads)
     }
 
     pub fn buffered_rows(&self) -> usize {
@@ -136,13 +152,23 @@ impl LakeSink {
         if self.buffered_rows() == 0 {
             return None;
         }
+        let builders = std::mem::take(&mut self.builders);
+        let (schema_versions, schema_changes) = schema_boundaries(
+            self.latest
+                .as_ref()
+                .map(|m| m.schema_versions.clone())
+                .unwrap_or_default(),
+            &builders,
+        );
         let sealed = SealedFlush {
             store: self.store.clone(),
             manifests: self.manifests.clone(),
             source: self.source.clone(),
             seq: self.next_seq,
             checkpoint,
-            builders: Arc::new(std::mem::take(&mut self.builders)),
+            builders: Arc::new(builders),
+            schema_versions,
+            schema_changes,
         };
         self.next_seq += 1;
         Some(sealed)
@@ -165,6 +191,10 @@ pub struct SealedFlush {
     seq: u64,
     checkpoint: ManifestCheckpoint,
     builders: Arc<Builders>,
+    /// The manifest's cumulative `schema_versions`.
+    schema_versions: BTreeMap<String, u32>,
+    /// The `schema_change` of each buffer that starts a new version.
+    schema_changes: HashMap<(String, String), SchemaChange>,
 }
 
 impl SealedFlush {
@@ -218,6 +248,7 @@ impl SealedFlush {
                 .unwrap_or_default(),
             checkpoint: self.checkpoint.clone(),
             tables,
+            schema_versions: self.schema_versions.clone(),
             merge_rule: MergeRule::default(),
         };
         self.manifests.write(&manifest).await?;
@@ -235,6 +266,7 @@ impl SealedFlush {
             builder.first_commit_ts().unwrap_or_default(),
             &first,
             &last,
+            builder.shape().map(|s| s.schema.version),
             &schema.fingerprint,
         );
         let file = ManifestFile {
@@ -250,6 +282,11 @@ impl SealedFlush {
             namespace: schema.namespace.clone(),
             name: schema.name.clone(),
             schema_fingerprint: schema.fingerprint.clone(),
+            schema: builder.shape().map(|s| s.schema.clone()),
+            schema_change: self
+                .schema_changes
+                .get(&(schema.qualified_name(), schema.fingerprint.clone()))
+                .cloned(),
             key_columns: schema.key_names(),
             columns: schema.columns.clone(),
             files: vec![file],
@@ -259,6 +296,41 @@ impl SealedFlush {
         };
         (table, path)
     }
+}
+
+/// Where this flush changes a table's schema version: the cumulative
+/// version map after it, and a [`SchemaChange`] for every buffer whose
+/// version differs from the version of the table's previous files (buffers
+/// of one table are taken in position order).
+fn schema_boundaries(
+    mut versions: BTreeMap<String, u32>,
+    builders: &Builders,
+) -> (
+    BTreeMap<String, u32>,
+    HashMap<(String, String), SchemaChange>,
+) {
+    let mut ordered: Vec<(&(String, String), &DeltaBuilder)> = builders.iter().collect();
+    ordered.sort_by(|a, b| (&a.0.0, a.1.pos_range()).cmp(&(&b.0.0, b.1.pos_range())));
+    let mut changes = HashMap::new();
+    for (key, builder) in ordered {
+        let Some(shape) = builder.shape() else {
+            continue;
+        };
+        let previous = versions.insert(key.0.clone(), shape.schema.version);
+        if previous != Some(shape.schema.version) {
+            changes.insert(
+                key.clone(),
+                SchemaChange {
+                    previous_version: previous,
+                    compatibility: shape.compatibility.clone(),
+                    compatible: shape.compatible,
+                    changes: shape.changes.clone(),
+                    problems: shape.problems.clone(),
+                },
+            );
+        }
+    }
+    (versions, changes)
 }
 
 /// Encodes each builder, spreading them over the available cores.

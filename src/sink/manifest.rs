@@ -23,8 +23,11 @@ use crate::position::{Position, ResumePoint};
 use crate::schema::ColumnSchema;
 use crate::snapshot::SnapshotState;
 
-/// Version of the manifest format.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Version of the manifest format. 2: tables name their schema version
+/// (`schema`, `schema_change`, `schema_versions`) and the merge rule matches
+/// columns by id (rule version 2); readers of version 1 would merge renamed
+/// columns wrongly, so they must refuse. Version 1 manifests are still read.
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// The checkpoint a manifest completes (given by the pipeline).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +42,44 @@ pub struct ManifestCheckpoint {
     /// snapshots existed; an optional field, so no version bump).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotState>,
+}
+
+/// The registered schema version a shape of a table was written with (see
+/// `crate::registry`): the subject, its version, and the schema id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaRef {
+    pub subject: String,
+    pub version: u32,
+    pub id: u32,
+}
+
+/// A table shape as registered: its schema version and what the registry
+/// recorded about the change that produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredShape {
+    pub schema: SchemaRef,
+    /// The compatibility mode it was checked under (`BACKWARD`, ...).
+    pub compatibility: String,
+    /// False when registered by `on_incompatible_schema = "new_version"`.
+    pub compatible: bool,
+    /// What changed against the previous version.
+    pub changes: Vec<String>,
+    /// Why the check failed (empty when compatible).
+    pub problems: Vec<String>,
+}
+
+/// Marks a boundary in the manifest log: the first files of a table written
+/// with a schema version other than the one its previous files had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaChange {
+    /// The version of the table's previous files (`None`: its first files).
+    pub previous_version: Option<u32>,
+    pub compatibility: String,
+    /// False: consumers must treat this as a breaking change.
+    pub compatible: bool,
+    pub changes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// One delta file.
@@ -62,6 +103,13 @@ pub struct ManifestTable {
     pub namespace: String,
     pub name: String,
     pub schema_fingerprint: String,
+    /// The registered schema version of these files (absent only in lakes
+    /// written before the registry existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaRef>,
+    /// Present when these files start a new schema version of the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_change: Option<SchemaChange>,
     pub key_columns: Vec<String>,
     pub columns: Vec<ColumnSchema>,
     pub files: Vec<ManifestFile>,
@@ -81,7 +129,7 @@ pub struct MergeRule {
 impl Default for MergeRule {
     fn default() -> MergeRule {
         MergeRule {
-            rule_version: 1,
+            rule_version: 2,
             order_by: "_pos".into(),
             rules: [
                 "order every row of a table by _pos (a plain string comparison); rows with the same _pos are the same change (a replayed flush) and count once",
@@ -91,6 +139,8 @@ impl Default for MergeRule {
                 "a column named in _unchanged keeps the value from the latest earlier row of the same key (after its last 'd' and the last 't') where it was not unchanged",
                 "rows with _op 'r' (snapshot) are ordinary base images, merged like 'c'",
                 "tables without key columns are append-only: every row is its own key",
+                "columns are matched across schema versions by the `id` in each manifest entry's columns (a rename keeps the id; a column dropped and added again gets a new one), by name where a column has no id; the table's columns are those of its latest entry",
+                "a row from a file that lacks one of the table's columns has NULL there; a column no longer in the latest entry (dropped at the source) is not part of the table",
             ]
             .map(String::from)
             .to_vec(),
@@ -111,6 +161,11 @@ pub struct Manifest {
     pub last_pos: String,
     pub checkpoint: ManifestCheckpoint,
     pub tables: Vec<ManifestTable>,
+    /// The schema version of every table's latest files as of this manifest
+    /// (cumulative over the log), so the next flush knows where a version
+    /// changes without reading older manifests.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub schema_versions: std::collections::BTreeMap<String, u32>,
     pub merge_rule: MergeRule,
 }
 
@@ -119,21 +174,25 @@ pub fn manifest_path(source: &str, seq: u64) -> String {
     format!("{source}/_manifests/{seq:020}.json")
 }
 
-/// Path of a delta file: `<source>/<ns>.<table>/date=YYYY-MM-DD/<first>_<last>_<fp8>.parquet`,
-/// dated by the commit timestamp (UTC) of its first row.
+/// Path of a delta file:
+/// `<source>/<ns>.<table>/date=YYYY-MM-DD/<first>_<last>_v<version>_<fp8>.parquet`,
+/// dated by the commit timestamp (UTC) of its first row; `v<version>` is the
+/// registered schema version (left out when there is none).
 pub fn delta_path(
     source: &str,
     qualified_table: &str,
     first_commit_ts_micros: i64,
     first_pos: &str,
     last_pos: &str,
+    schema_version: Option<u32>,
     fingerprint: &str,
 ) -> String {
     let date = DateTime::<Utc>::from_timestamp_micros(first_commit_ts_micros)
         .unwrap_or_default()
         .format("%Y-%m-%d");
     let fp: String = fingerprint.chars().take(8).collect();
-    format!("{source}/{qualified_table}/date={date}/{first_pos}_{last_pos}_{fp}.parquet")
+    let version = schema_version.map(|v| format!("v{v}_")).unwrap_or_default();
+    format!("{source}/{qualified_table}/date={date}/{first_pos}_{last_pos}_{version}{fp}.parquet")
 }
 
 /// Reads and writes one source's manifest log.
@@ -249,14 +308,15 @@ mod tests {
             86_400_000_000,
             "A",
             "B",
+            Some(3),
             "0123456789abcdef",
         );
-        assert_eq!(p, "pg/public.t/date=1970-01-02/A_B_01234567.parquet");
+        assert_eq!(p, "pg/public.t/date=1970-01-02/A_B_v3_01234567.parquet");
     }
 
     #[test]
     fn newer_versions_are_refused() {
-        let json = br#"{"manifest_version": 2, "envelope_version": 1}"#;
+        let json = br#"{"manifest_version": 3, "envelope_version": 1}"#;
         let err = parse_manifest(json, "x").unwrap_err().to_string();
         assert!(err.contains("upgrade tributary"), "{err}");
         let err = parse_manifest(b"{", "x").unwrap_err().to_string();

@@ -46,6 +46,7 @@ pub use error::SinkError;
 pub use lake::{LakeSink, SealedFlush};
 pub use manifest::{
     Manifest, ManifestCheckpoint, ManifestFile, ManifestTable, ManifestWriter, MergeRule,
+    RegisteredShape, SchemaChange, SchemaRef,
 };
 pub use store::LakeStore;
 

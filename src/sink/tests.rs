@@ -443,7 +443,7 @@ async fn files_metadata_and_manifest_are_as_documented() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(json["manifest_version"], 1);
+    assert_eq!(json["manifest_version"], 2);
     assert_eq!(json["checkpoint"]["resume"]["lsn"], 0x1_0000_0001u64);
     // A reopened sink continues the sequence.
     let reopened = LakeSink::open(store.clone(), SOURCE).await.unwrap();
@@ -598,4 +598,170 @@ fn write_rejects_and_keeps_other_buffers() {
     assert!(sink.write(&delete_without_key).is_err());
     assert_eq!(sink.buffered_rows(), 1);
     assert!(sink.buffered_bytes() > 0);
+}
+
+fn shape(version: u32, compatible: bool, changes: &[&str]) -> RegisteredShape {
+    RegisteredShape {
+        schema: SchemaRef {
+            subject: "pg.public.evo-value".into(),
+            version,
+            id: 100 + version,
+        },
+        compatibility: "BACKWARD".into(),
+        compatible,
+        changes: changes.iter().map(|c| c.to_string()).collect(),
+        problems: if compatible {
+            vec![]
+        } else {
+            vec!["narrowed".into()]
+        },
+    }
+}
+
+fn idcol(name: &str, data_type: ColumnType, id: u32) -> ColumnSchema {
+    ColumnSchema {
+        id: Some(id),
+        ..col(name, data_type)
+    }
+}
+
+/// Versions name files and manifest entries; a boundary is marked once per
+/// new version, also when one flush holds two versions of a table; merging
+/// matches columns by id across a rename, a drop, and a drop-and-re-add.
+#[tokio::test]
+async fn schema_versions_mark_boundaries_and_merge_by_column_id() {
+    let (_dir, store, mut sink) = open().await;
+    let v1 = Arc::new(TableSchema::new(
+        "public",
+        "evo",
+        vec![
+            idcol("id", ColumnType::Int64, 1),
+            idcol("a", ColumnType::Text, 2),
+            idcol("b", ColumnType::Text, 3),
+            idcol("c", ColumnType::Text, 4),
+        ],
+        vec![0],
+    ));
+    // a renamed to a2, b dropped, c dropped and added again (new id).
+    let v2 = Arc::new(TableSchema::new(
+        "public",
+        "evo",
+        vec![
+            idcol("id", ColumnType::Int64, 1),
+            idcol("a2", ColumnType::Text, 2),
+            idcol("c", ColumnType::Text, 5),
+        ],
+        vec![0],
+    ));
+    sink.add_shape(&v1.fingerprint, shape(1, true, &[]));
+    sink.add_shape(
+        &v2.fingerprint,
+        shape(2, false, &["renamed column a to a2"]),
+    );
+    let row1 = |id: i64| vec![int(id), text("a"), text("b"), text("c")];
+    write_all(
+        &mut sink,
+        &[
+            upsert(&v1, Op::Create, (10, 1), row1(1)),
+            upsert(&v1, Op::Create, (10, 2), row1(2)),
+        ],
+    )
+    .await;
+    let first = sink.flush(checkpoint((10, 2))).await.unwrap().unwrap();
+    let entry = &first.tables[0];
+    assert_eq!(entry.schema.as_ref().unwrap().version, 1);
+    assert_eq!(
+        entry.schema_change.as_ref().unwrap().previous_version,
+        None,
+        "a table's first files start version 1"
+    );
+    assert!(
+        entry.files[0].path.contains("_v1_"),
+        "{}",
+        entry.files[0].path
+    );
+    assert_eq!(first.schema_versions["public.evo"], 1);
+
+    // One flush with the rest of v1 and the start of v2.
+    write_all(
+        &mut sink,
+        &[
+            upsert(
+                &v1,
+                Op::Update,
+                (20, 1),
+                vec![int(2), text("a'"), text("b'"), text("c'")],
+            ),
+            upsert(
+                &v2,
+                Op::Update,
+                (30, 1),
+                vec![int(1), text("A"), Value::Null],
+            ),
+        ],
+    )
+    .await;
+    let second = sink.flush(checkpoint((30, 1))).await.unwrap().unwrap();
+    let by_version = |m: &Manifest, v: u32| {
+        m.tables
+            .iter()
+            .find(|t| t.schema.as_ref().unwrap().version == v)
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        by_version(&second, 1).schema_change.is_none(),
+        "v1 continues"
+    );
+    let change = by_version(&second, 2).schema_change.unwrap();
+    assert_eq!(change.previous_version, Some(1));
+    assert!(!change.compatible);
+    assert_eq!(change.changes, vec!["renamed column a to a2"]);
+    assert_eq!(second.schema_versions["public.evo"], 2);
+    // The file's metadata names the version.
+    let path = &by_version(&second, 2).files[0].path;
+    let bytes = store.get(path).await.unwrap().unwrap();
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap();
+    use parquet::file::reader::FileReader;
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap();
+    let schema = kv.iter().find(|kv| kv.key == "tributary.schema").unwrap();
+    assert_eq!(
+        schema.value.as_deref(),
+        Some(r#"{"subject":"pg.public.evo-value","version":2,"id":102}"#)
+    );
+
+    // A later flush of v2 marks nothing; a reopened sink remembers.
+    let mut reopened = LakeSink::open(store.clone(), SOURCE).await.unwrap();
+    reopened.add_shape(&v2.fingerprint, shape(2, false, &[]));
+    write_all(
+        &mut reopened,
+        &[upsert(
+            &v2,
+            Op::Create,
+            (40, 1),
+            vec![int(3), text("x"), text("y")],
+        )],
+    )
+    .await;
+    let third = reopened.flush(checkpoint((40, 1))).await.unwrap().unwrap();
+    assert!(third.tables[0].schema_change.is_none());
+
+    let merged = BronzeMerge::load(&store, SOURCE).await.unwrap();
+    let evo = merged.table("public.evo").unwrap();
+    let names: Vec<&str> = evo.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "a2", "c"]);
+    // Row 2 was last written under v1: `a` carries over as a2, the old `c`
+    // (another column) does not.
+    assert_eq!(
+        evo.rows,
+        vec![
+            vec![int(2), text("a'"), Value::Null],
+            vec![int(1), text("A"), Value::Null],
+            vec![int(3), text("x"), text("y")],
+        ]
+    );
 }

@@ -12,6 +12,9 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{DaemonConfig, SourceConfig};
 use crate::envelope::{Envelope, ReadBatch};
 use crate::position::ResumePoint;
+use crate::registry::SchemaRegistry;
+#[allow(unused_imports)]
+use crate::schema::TableSchema;
 use crate::snapshot::SnapshotState;
 
 pub use postgres::PostgresSource;
@@ -101,6 +104,12 @@ impl From<tributary_postgres::PgError> for SourceError {
 ///   await point; it must never lose or half-apply state when that happens
 ///   (change state only after the awaits it depends on, or in steps that are
 ///   safe to repeat).
+/// - **Shapes**: every envelope carries its table's [`TableSchema`]; a new
+///   shape is a new `Arc` with a new fingerprint, announced by nothing else.
+///   The pipeline registers it before buffering the change. A source must
+///   itself arrange whatever the lake needs beyond a new version when a
+///   change of shape rewrote stored data without log rows (PostgreSQL:
+///   `schema_change`).
 /// - **Tolerate**: `next` may be cancelled between events by shutdown;
 ///   dropping the source without `ack` must be safe (it only means replay).
 #[allow(async_fn_in_trait)]
@@ -125,15 +134,18 @@ pub enum AnySource {
 impl AnySource {
     /// Connects and prepares the source configured in `config`, resuming
     /// where `checkpoint` says (on first start, `None`: the source snapshots
-    /// its tables as configured, then streams).
+    /// its tables as configured, then streams). `registry` is the schema
+    /// history of the source's lake: the baseline a source compares a
+    /// table's shape with when it first sees it in a run.
     pub async fn open(
         config: &SourceConfig,
         daemon: &DaemonConfig,
         checkpoint: Option<&Checkpoint>,
+        registry: &SchemaRegistry,
     ) -> Result<AnySource, SourceError> {
         match config {
             SourceConfig::Postgres(pg) => Ok(AnySource::Postgres(
-                PostgresSource::open(pg, daemon, checkpoint).await?,
+                PostgresSource::open(pg, daemon, checkpoint, registry).await?,
             )),
         }
     }

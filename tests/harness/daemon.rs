@@ -40,6 +40,8 @@ pub struct TestConfig {
     /// Extra TOML lines appended to the `[[source]]` table (e.g.
     /// `snapshot = "never"`, `snapshot_chunk_rows = 5000`); empty by default.
     pub source_extra: Vec<String>,
+    /// Extra TOML lines for the `[daemon]` table (e.g. `http_listen`).
+    pub daemon_extra: Vec<String>,
     pub db: TestDb,
 }
 
@@ -81,6 +83,7 @@ impl TestConfig {
             flush_interval_ms: 200,
             flush_rows: 50_000,
             source_extra: Vec::new(),
+            daemon_extra: Vec::new(),
             db: db.clone(),
         }
     }
@@ -106,6 +109,7 @@ impl TestConfig {
         format!(
             r#"[daemon]
 data_dir = {data_dir:?}
+{daemon_extra}
 
 [sink.lake]
 kind = "lake"
@@ -128,6 +132,7 @@ manage_publication = true
 tables = [{tables}]
 "#,
             data_dir = self.data_dir.display().to_string(),
+            daemon_extra = self.daemon_extra.join("\n"),
             lake = self.lake.display().to_string(),
             interval = self.flush_interval_ms,
             rows = self.flush_rows,

@@ -21,6 +21,7 @@
 pub mod daemon;
 pub mod lake;
 pub mod postgres;
+pub mod schemas;
 pub mod snapshot;
 pub mod truth;
 pub mod workload;

@@ -432,22 +432,41 @@ pub async fn table_identity(
     })
 }
 
-/// Columns of a table in attribute order with their nullability:
-/// `(name, nullable)` where `nullable == !pg_attribute.attnotnull`.
-pub async fn column_nullability(
-    client: &Client,
-    schema: &str,
-    table: &str,
-) -> Result<Vec<(String, bool)>, PgError> {
-    let oid = require_table(client, schema, table).await?;
+/// One column of a table as the catalog describes it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDetail {
+    pub name: String,
+    /// `pg_attribute.attnum`: stable across renames, never reused.
+    pub attnum: i16,
+    /// `!pg_attribute.attnotnull`.
+    pub nullable: bool,
+    /// The default expression (`pg_get_expr` of `pg_attrdef`), if any.
+    pub default: Option<String>,
+}
+
+/// Columns of relation `oid` (not dropped) in attribute order, with what
+/// pgoutput's Relation message leaves out: attribute numbers, nullability
+/// and defaults. Empty when the relation no longer exists.
+pub async fn column_details(client: &Client, oid: u32) -> Result<Vec<ColumnDetail>, PgError> {
     let rows = client
         .query(
-            "SELECT attname::text, NOT attnotnull FROM pg_catalog.pg_attribute \
-             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            "SELECT a.attname::text, a.attnum, NOT a.attnotnull, \
+                    pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+             FROM pg_catalog.pg_attribute a \
+             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             &[&oid],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| ColumnDetail {
+            name: r.get(0),
+            attnum: r.get(1),
+            nullable: r.get(2),
+            default: r.get(3),
+        })
+        .collect())
 }
 
 /// The relation as a pgoutput `Relation` message would describe it now:

@@ -143,10 +143,13 @@ async fn live_end_to_end() {
     let ident = catalog::table_identity(&client, "tp", "t1").await.unwrap();
     assert_eq!(ident.primary_key, vec!["id"]);
     assert!(ident.toastable_columns.contains(&"big".to_string()));
-    let nulls = catalog::column_nullability(&client, "tp", "t1")
+    let oid = catalog::table_oid(&client, "tp", "t1")
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(nulls[0], ("id".to_string(), false));
+    let columns = catalog::column_details(&client, oid).await.unwrap();
+    assert_eq!((columns[0].name.as_str(), columns[0].attnum), ("id", 1));
+    assert!(!columns[0].nullable);
 
     let state = slot::ensure_slot(&client, "tp_slot").await.unwrap();
     assert!(state.exists && state.active_pid.is_none() && state.confirmed_flush_lsn.is_some());

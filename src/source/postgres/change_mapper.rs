@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tributary_postgres::catalog::ColumnDetail;
 use tributary_postgres::{Cell, ChangeKind, PgChange, RelationDesc, ReplicaIdentity, Tuple};
 
 use super::text_value::parse_text;
@@ -54,9 +55,10 @@ struct MappedRelation {
 pub struct ChangeMapper {
     source: Arc<str>,
     database: Arc<str>,
-    /// Nullability per `(schema, table)` and column (`true` = nullable),
-    /// read from the catalog at start.
-    nullability: HashMap<(String, String), HashMap<String, bool>>,
+    /// What the catalog says about each relation's columns (attnum,
+    /// nullability, default), by relation OID; refreshed by the source
+    /// before each Relation message is applied.
+    columns: HashMap<u32, Vec<ColumnDetail>>,
     relations: HashMap<u32, MappedRelation>,
     txn: Option<OpenTxn>,
 }
@@ -66,27 +68,27 @@ impl ChangeMapper {
         ChangeMapper {
             source: source.into(),
             database: database.into(),
-            nullability: HashMap::new(),
+            columns: HashMap::new(),
             relations: HashMap::new(),
             txn: None,
         }
     }
 
-    /// Records `(column, nullable)` for a table's columns.
-    pub fn set_nullability(&mut self, schema: &str, table: &str, columns: Vec<(String, bool)>) {
-        self.nullability.insert(
-            (schema.to_string(), table.to_string()),
-            columns.into_iter().collect(),
-        );
+    /// Records the catalog's view of relation `oid`'s columns, applied by
+    /// the next [`ChangeMapper::relation`] of that relation.
+    pub fn set_columns(&mut self, oid: u32, columns: Vec<ColumnDetail>) {
+        self.columns.insert(oid, columns);
     }
 
-    /// A (new version of a) relation arrived.
+    /// A (new version of a) relation arrived. Columns are matched to the
+    /// catalog details by name (the catalog may already be ahead of the
+    /// message: a column renamed or dropped since gets no id, and counts as
+    /// nullable, the safe assumption).
     pub fn relation(&mut self, rel: &RelationDesc) {
-        let nullable = self
-            .nullability
-            .get(&(rel.namespace.clone(), rel.name.clone()));
+        let details = self.columns.get(&rel.oid);
         let mut columns = Vec::with_capacity(rel.columns.len());
         for col in &rel.columns {
+            let detail = details.and_then(|d| d.iter().find(|d| d.name == col.name));
             let mapping = map_type(&col.type_info, col.type_modifier);
             if mapping.fallback {
                 tracing::warn!(
@@ -100,12 +102,9 @@ impl ChangeMapper {
                 name: col.name.clone(),
                 data_type: mapping.column_type,
                 source_type: col.type_info.name.clone(),
-                nullable: nullable
-                    .and_then(|n| n.get(&col.name))
-                    .copied()
-                    .unwrap_or(true),
-                id: None,
-                default: None,
+                nullable: detail.is_none_or(|d| d.nullable),
+                id: detail.and_then(|d| u32::try_from(d.attnum).ok()),
+                default: detail.and_then(|d| d.default.clone()),
             });
         }
         let key: Vec<usize> = rel
@@ -123,7 +122,8 @@ impl ChangeMapper {
         } else {
             key
         };
-        let schema = TableSchema::new(rel.namespace.clone(), rel.name.clone(), columns, key);
+        let schema = TableSchema::new(rel.namespace.clone(), rel.name.clone(), columns, key)
+            .with_source_id(Some(rel.oid));
         self.relations.insert(
             rel.oid,
             MappedRelation {
@@ -210,6 +210,43 @@ impl ChangeMapper {
                 unchanged,
             },
         )
+    }
+
+    /// A `t` change of `table` inside the open transaction: empties the
+    /// table in the lake as of this position (a table reset; see
+    /// `SnapshotSignal::reset`).
+    pub fn truncate_envelope(
+        &mut self,
+        table: Arc<TableSchema>,
+        change_lsn: u64,
+    ) -> Result<Envelope, SourceError> {
+        self.envelope(
+            Op::Truncate,
+            table,
+            change_lsn,
+            Images {
+                after: None,
+                before: None,
+                unchanged: Vec::new(),
+            },
+        )
+    }
+
+    /// The latest schema seen for the table named `qualified`, if any.
+    pub fn schema_named(&self, qualified: &str) -> Option<Arc<TableSchema>> {
+        self.relations
+            .values()
+            .map(|r| &r.schema)
+            .find(|s| s.is(qualified))
+            .cloned()
+    }
+
+    /// Drops relations other than `oid` that carry the name `qualified` (a
+    /// table dropped and recreated, or renamed away and another renamed onto
+    /// its name): only the newest relation of a name is that table.
+    pub fn forget_other_relations_named(&mut self, oid: u32, qualified: &str) {
+        self.relations
+            .retain(|&other, r| other == oid || !r.schema.is(qualified));
     }
 
     /// Maps one change into one or two envelopes, appended to `out`.

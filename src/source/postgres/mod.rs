@@ -10,6 +10,7 @@
 
 pub mod binary_value;
 mod change_mapper;
+pub mod schema_change;
 pub mod snapshot;
 mod text_value;
 mod type_map;
@@ -29,9 +30,11 @@ pub use type_map::map_type;
 use crate::checkpoint::Checkpoint;
 use crate::config::{DaemonConfig, PostgresSourceConfig, SnapshotMode, SslMode};
 use crate::position::ResumePoint;
+use crate::registry::SchemaRegistry;
 use crate::snapshot::{SnapshotKind, SnapshotState};
 use crate::source::{Source, SourceError, SourceEvent};
-use snapshot::signal::{self, SIGNAL_PREFIX};
+use schema_change::LakeAction;
+use snapshot::signal::{self, SIGNAL_PREFIX, SnapshotSignal};
 use snapshot::{ChunkOutcome, ClosedChunk, InitialCopy, WATERMARK_PREFIX, WatermarkSnapshots};
 
 /// Session settings that fix the text form pgoutput uses for dates, times and
@@ -54,6 +57,16 @@ pub struct PostgresSource {
     signal_table: Option<String>,
     /// Report the snapshot state after the current transaction's commit.
     progress_after_commit: bool,
+    /// Catalog session: column details for Relation messages, and the
+    /// signal messages the source writes itself.
+    catalog: Arc<tokio_postgres::Client>,
+    /// Replication events received but not mapped yet (a Relation waits
+    /// here while its catalog details are read, so a cancelled `next`
+    /// loses nothing).
+    unmapped: VecDeque<PgEvent>,
+    /// Schema history: the baseline a Relation is compared with when this
+    /// run has not seen the table yet.
+    registry: SchemaRegistry,
 }
 
 /// What the source is doing.
@@ -178,10 +191,11 @@ impl PostgresSource {
         config: &PostgresSourceConfig,
         daemon: &DaemonConfig,
         checkpoint: Option<&Checkpoint>,
+        registry: &SchemaRegistry,
     ) -> Result<PostgresSource, SourceError> {
         let conninfo = source_conninfo(config)?;
         tracing::info!(source = %config.name, server = %config.describe(), "connecting");
-        let client = connect_catalog(config).await?;
+        let client = Arc::new(connect_catalog(config).await?);
 
         let mut tables = publication_tables(config);
         let signal_table = config.signal_table();
@@ -194,7 +208,8 @@ impl PostgresSource {
             PublicationTables::Schema(schema) => catalog::schema_tables(&client, schema).await?,
             PublicationTables::Tables(list) => list.clone(),
         };
-        let mut mapper = ChangeMapper::new(&config.name, &config.database);
+        let mapper = ChangeMapper::new(&config.name, &config.database);
+        let mut recreated = Vec::new();
         for (schema, table) in &resolved {
             let identity = catalog::table_identity(&client, schema, table).await?;
             let qualified = format!("{schema}.{table}");
@@ -205,11 +220,16 @@ impl PostgresSource {
             {
                 return Err(SourceError::definite(problem));
             }
-            mapper.set_nullability(
-                schema,
-                table,
-                catalog::column_nullability(&client, schema, table).await?,
-            );
+            // The lake's latest version of the table belongs to another
+            // relation: it was dropped and recreated (or another table was
+            // renamed onto its name) while the daemon was down.
+            let oid = catalog::table_oid(&client, schema, table).await?;
+            let latest = registry.latest(&schema_change::subject(&config.name, &qualified));
+            if let (Some(oid), Some(latest)) = (oid, latest) {
+                if latest.table.source_id.is_some_and(|id| id != oid) {
+                    recreated.push(qualified.clone());
+                }
+            }
         }
         slot::ensure_publication(
             &client,
@@ -314,7 +334,19 @@ impl PostgresSource {
             for table in &added {
                 state.enqueue(table, SnapshotKind::Incremental);
             }
-            Phase::Streaming(PgReplication::start(stream.clone(), Some(Arc::new(client))).await?)
+            if !recreated.is_empty() {
+                let signal = SnapshotSignal {
+                    source: config.name.clone(),
+                    tables: recreated.clone(),
+                    reset: true,
+                    reason: Some("dropped and recreated while the daemon was down".into()),
+                };
+                signal::emit(&client, &signal)
+                    .await
+                    .map_err(|e| SourceError::from(tributary_postgres::PgError::from(e)))?;
+                tracing::warn!(source = %config.name, tables = ?recreated, "tables were dropped and recreated while the daemon was down; they are emptied in the lake and snapshotted again");
+            }
+            Phase::Streaming(PgReplication::start(stream.clone(), Some(client.clone())).await?)
         };
         let mut source = PostgresSource {
             config: config.clone(),
@@ -326,6 +358,9 @@ impl PostgresSource {
             watermarks: None,
             signal_table: signal_qualified,
             progress_after_commit: false,
+            catalog: client,
+            unmapped: VecDeque::new(),
+            registry: registry.clone(),
         };
         if !source.state.pending.is_empty() || !added.is_empty() || first_start {
             source
@@ -339,6 +374,10 @@ impl PostgresSource {
     async fn fill(&mut self) -> Result<(), SourceError> {
         let mut envelopes = Vec::new();
         while self.pending.is_empty() {
+            if !self.unmapped.is_empty() {
+                self.map_unmapped(&mut envelopes).await?;
+                continue;
+            }
             match &mut self.phase {
                 Phase::Copying { copy, then_stream } => {
                     if copy.fill(&mut self.state, &mut self.pending).await? {
@@ -356,9 +395,9 @@ impl PostgresSource {
                     tokio::spawn(copy.stop());
                 }
                 Phase::CopyDone { then_stream: true } => {
-                    let client = connect_catalog(&self.config).await?;
                     let replication =
-                        PgReplication::start(self.stream.clone(), Some(Arc::new(client))).await?;
+                        PgReplication::start(self.stream.clone(), Some(self.catalog.clone()))
+                            .await?;
                     tracing::info!(source = %self.config.name, "initial snapshot done; streaming");
                     self.phase = Phase::Streaming(replication);
                 }
@@ -381,12 +420,110 @@ impl PostgresSource {
                         }
                         None => replication.next_batch().await?,
                     };
-                    for event in batch {
-                        self.map_event(event, &mut envelopes)?;
-                    }
+                    self.unmapped.extend(batch);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Maps the received events in order. A Relation first has its catalog
+    /// details read (and its change of shape acted on); it leaves the queue
+    /// only once that is done, so cancelling at an await repeats the step.
+    async fn map_unmapped(
+        &mut self,
+        envelopes: &mut Vec<crate::envelope::Envelope>,
+    ) -> Result<(), SourceError> {
+        while let Some(event) = self.unmapped.front() {
+            if let PgEvent::Relation(rel) = event {
+                let rel = rel.clone();
+                self.on_relation(&rel).await?;
+                self.unmapped.pop_front();
+                continue;
+            }
+            let event = self.unmapped.pop_front().expect("front exists");
+            self.map_event(event, envelopes)?;
+        }
+        Ok(())
+    }
+
+    /// A Relation message: the table's shape as of the changes that follow.
+    /// Reads what pgoutput leaves out (column ids, nullability, defaults),
+    /// compares the new shape with the previous one, and asks for what the
+    /// lake needs to stay exact (see [`schema_change`]).
+    async fn on_relation(
+        &mut self,
+        rel: &tributary_postgres::RelationDesc,
+    ) -> Result<(), SourceError> {
+        let columns = catalog::column_details(&self.catalog, rel.oid).await?;
+        let qualified = format!("{}.{}", rel.namespace, rel.name);
+        let previous_of_oid = self.mapper.schema_of(rel.oid);
+        let previous = previous_of_oid
+            .clone()
+            .or_else(|| self.mapper.schema_named(&qualified))
+            .or_else(|| {
+                self.registry
+                    .latest(&schema_change::subject(&self.config.name, &qualified))
+                    .map(|v| Arc::new(v.table))
+            });
+        self.mapper.set_columns(rel.oid, columns);
+        self.mapper.relation(rel);
+        let current = self
+            .mapper
+            .schema_of(rel.oid)
+            .expect("relation just mapped");
+        self.mapper
+            .forget_other_relations_named(rel.oid, &qualified);
+        if self.signal_table.as_deref() == Some(qualified.as_str()) {
+            return Ok(());
+        }
+        let action =
+            schema_change::lake_action(previous_of_oid.as_deref(), previous.as_deref(), &current);
+        match action {
+            LakeAction::None => Ok(()),
+            LakeAction::RenamedAway { from } if !self.config.captures(&qualified) => {
+                Err(SourceError::definite(format!(
+                    "table {from} was renamed to {qualified}, which source {} does not capture; replace {from} with {qualified} in `tables` (or remove it) and restart: {qualified} is then snapshotted under its new name, and {from}'s lake rows stay as they were",
+                    self.config.name
+                )))
+            }
+            LakeAction::RenamedAway { from } => {
+                self.ask(
+                    vec![qualified.clone()],
+                    true,
+                    format!("renamed from {from}"),
+                )
+                .await
+            }
+            LakeAction::Reset { reason } => self.ask(vec![qualified], true, reason).await,
+            LakeAction::Resnapshot { reason } => {
+                if self.config.snapshot_mode_of(&qualified) == SnapshotMode::Never {
+                    tracing::warn!(source = %self.config.name, table = %qualified, reason = %reason, "the change of shape rewrote stored values, but the table's snapshot mode is never: rows not changed since keep their old values in the lake");
+                    return Ok(());
+                }
+                self.ask(vec![qualified], false, reason).await
+            }
+        }
+    }
+
+    /// Writes a signal for this source into the WAL (durable before the
+    /// changes of the new shape are handed on), acted on when it arrives.
+    async fn ask(
+        &mut self,
+        tables: Vec<String>,
+        reset: bool,
+        reason: String,
+    ) -> Result<(), SourceError> {
+        tracing::info!(source = %self.config.name, tables = ?tables, reset, reason = %reason, "change of shape: asking for a snapshot");
+        let signal = SnapshotSignal {
+            source: self.config.name.clone(),
+            tables,
+            reset,
+            reason: Some(reason),
+        };
+        signal::emit(&self.catalog, &signal)
+            .await
+            .map_err(|e| SourceError::from(tributary_postgres::PgError::from(e)))?;
         Ok(())
     }
 
@@ -396,6 +533,7 @@ impl PostgresSource {
         envelopes: &mut Vec<crate::envelope::Envelope>,
     ) -> Result<(), SourceError> {
         match event {
+            // Relations are handled by `on_relation` before this.
             PgEvent::Relation(rel) => self.mapper.relation(&rel),
             PgEvent::Begin {
                 xid,
@@ -434,8 +572,11 @@ impl PostgresSource {
                         }
                     }
                 } else if prefix == SIGNAL_PREFIX {
-                    if let Some(tables) = signal::tables_from_message(&self.config.name, &content) {
-                        self.request_snapshot(tables);
+                    if let Some(signal) = signal::signal_from_message(&self.config.name, &content) {
+                        if signal.reset {
+                            self.reset_tables(&signal, lsn.0)?;
+                        }
+                        self.request_snapshot(signal.tables);
                     }
                 }
             }
@@ -490,6 +631,31 @@ impl PostgresSource {
             }
         }
         self.progress_after_commit = true;
+        Ok(())
+    }
+
+    /// A reset signal: each named table is emptied in the lake at this
+    /// position (its snapshot, queued next, fills it again).
+    fn reset_tables(&mut self, signal: &SnapshotSignal, lsn: u64) -> Result<(), SourceError> {
+        for table in &signal.tables {
+            let Some(qualified) = crate::config::qualify(table) else {
+                continue;
+            };
+            if !self.state.tables.contains(&qualified) && self.config.captures(&qualified) {
+                self.state.tables.push(qualified.clone());
+                self.state.tables.sort();
+            }
+            let schema = self.mapper.schema_named(&qualified).or_else(|| {
+                self.registry
+                    .latest(&schema_change::subject(&self.config.name, &qualified))
+                    .map(|v| Arc::new(v.table))
+            });
+            // Nothing of the table in the lake yet: nothing to empty.
+            let Some(schema) = schema else { continue };
+            tracing::warn!(source = %self.config.name, table = %qualified, reason = ?signal.reason, "table reset: emptied in the lake, snapshot follows");
+            let envelope = self.mapper.truncate_envelope(schema, lsn)?;
+            self.pending.push_back(SourceEvent::Change(envelope));
+        }
         Ok(())
     }
 

@@ -19,7 +19,8 @@ use crate::schema::TableSchema;
 /// Prefix of signal messages.
 pub const SIGNAL_PREFIX: &str = "tributary.signal";
 
-/// A snapshot request as written by `tributary snapshot`.
+/// A snapshot request as written by `tributary snapshot` (and by the source
+/// itself when a change of shape needs the table re-read).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotSignal {
     /// The configured source it is meant for (several sources may read the
@@ -27,12 +28,37 @@ pub struct SnapshotSignal {
     pub source: String,
     /// `schema.table` names.
     pub tables: Vec<String>,
+    /// Empty each table in the lake first (a `t` change at the message's
+    /// position), then snapshot it: the table was dropped and recreated, or
+    /// renamed onto this name, so its earlier lake rows are not its rows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
+    /// Why the source asked (logged when the message is acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
-/// The tables a signal message asks `source` to snapshot.
-pub fn tables_from_message(source: &str, content: &[u8]) -> Option<Vec<String>> {
+/// The signal message if it is meant for `source`.
+pub fn signal_from_message(source: &str, content: &[u8]) -> Option<SnapshotSignal> {
     let signal: SnapshotSignal = serde_json::from_slice(content).ok()?;
-    (signal.source == source).then_some(signal.tables)
+    (signal.source == source).then_some(signal)
+}
+
+/// Writes `signal` into the source database's WAL as a transactional
+/// logical message; returns the message's LSN. Durable once this returns, so
+/// a request survives any crash after it.
+pub async fn emit(
+    client: &tokio_postgres::Client,
+    signal: &SnapshotSignal,
+) -> Result<String, tokio_postgres::Error> {
+    let content = serde_json::to_string(signal).expect("signal serializes");
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)::text",
+            &[&SIGNAL_PREFIX, &content],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// The `data` of a signal-table row: `{"tables": [...]}` (Debezium's
@@ -79,17 +105,21 @@ mod tests {
 
     #[test]
     fn messages_are_for_one_source() {
-        let msg = serde_json::to_vec(&SnapshotSignal {
+        let signal = SnapshotSignal {
             source: "app".into(),
             tables: vec!["public.t".into()],
-        })
-        .unwrap();
+            reset: false,
+            reason: None,
+        };
+        let msg = serde_json::to_vec(&signal).unwrap();
+        // Requests written before `reset` existed read the same.
         assert_eq!(
-            tables_from_message("app", &msg),
-            Some(vec!["public.t".to_string()])
+            String::from_utf8(msg.clone()).unwrap(),
+            r#"{"source":"app","tables":["public.t"]}"#
         );
-        assert_eq!(tables_from_message("other", &msg), None);
-        assert_eq!(tables_from_message("app", b"not json"), None);
+        assert_eq!(signal_from_message("app", &msg), Some(signal));
+        assert_eq!(signal_from_message("other", &msg), None);
+        assert_eq!(signal_from_message("app", b"not json"), None);
     }
 
     #[test]

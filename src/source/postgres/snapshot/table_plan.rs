@@ -107,9 +107,9 @@ impl TablePlan {
         let Some(rel) = catalog::relation_desc(client, types, schema, table).await? else {
             return Ok(None);
         };
-        let nullability = catalog::column_nullability(client, schema, table).await?;
+        let columns = catalog::column_details(client, rel.oid).await?;
         let mut mapper = ChangeMapper::new(source, database);
-        mapper.set_nullability(schema, table, nullability);
+        mapper.set_columns(rel.oid, columns);
         mapper.relation(&rel);
         let lake_schema = mapper
             .schema_of(rel.oid)

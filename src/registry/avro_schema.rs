@@ -1,0 +1,344 @@
+//! A table shape as an Avro record schema: what the registry stores and
+//! serves, and what compatibility is checked on.
+//!
+//! Sits inside [`super::SchemaRegistry::register`]: a [`TableSchema`] (lake
+//! types, source types, nullability, defaults, column ids) becomes one
+//! deterministic JSON text, so the same shape always gives the same schema
+//! text, id and fingerprints. Mapping:
+//!
+//! | lake type | Avro |
+//! |---|---|
+//! | bool | `boolean` |
+//! | int16, int32 | `int` |
+//! | int64 | `long` |
+//! | float32 / float64 | `float` / `double` |
+//! | decimal(p,s) | `bytes`, logical `decimal` |
+//! | text | `string` (logical `uuid` for source type `uuid`) |
+//! | binary | `bytes` |
+//! | date | `int`, logical `date` |
+//! | time | `long`, logical `time-micros` |
+//! | timestamp | `long`, logical `local-timestamp-micros` |
+//! | timestamptz | `long`, logical `timestamp-micros` |
+//! | list<e> | `array` of `["null", e]` |
+//!
+//! Nullable columns are `["null", T]` with default `null`. A NOT NULL column
+//! whose source default is a constant (`0`, `'x'::text`, `true`) carries it
+//! as its Avro default, so adding such a column stays BACKWARD compatible.
+//! A column renamed since an earlier version (same column id, another name)
+//! lists its earlier names as `aliases`; `apache-avro`'s compatibility check
+//! matches reader fields to writer fields through them, so renames are
+//! judged as renames, not as a drop plus an add. Names that are not valid
+//! Avro names are sanitised, the original kept in `tributary.column`.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value as Json, json};
+
+use super::RegistryError;
+use crate::schema::{ColumnSchema, ColumnType, TableSchema};
+
+/// The Avro schema JSON text of `table` in `namespace`. `previous` are the
+/// table's earlier shapes (for rename aliases).
+pub fn avro_schema(
+    namespace: &str,
+    table: &TableSchema,
+    previous: &[&TableSchema],
+) -> Result<String, RegistryError> {
+    let mut used = BTreeSet::new();
+    let mut fields = Vec::with_capacity(table.columns.len());
+    for column in &table.columns {
+        let name = unique(avro_name(&column.name), &mut used);
+        let mut field = Map::new();
+        field.insert("name".into(), json!(name));
+        let base = avro_type(column);
+        if column.nullable {
+            field.insert("type".into(), json!(["null", base]));
+            field.insert("default".into(), Json::Null);
+        } else {
+            field.insert("type".into(), base);
+            if let Some(default) = column
+                .default
+                .as_deref()
+                .and_then(|d| constant_default(d, &column.data_type))
+            {
+                field.insert("default".into(), default);
+            }
+        }
+        let aliases = earlier_names(column, previous);
+        if !aliases.is_empty() {
+            field.insert("aliases".into(), json!(aliases));
+        }
+        if name != column.name {
+            field.insert("tributary.column".into(), json!(column.name));
+        }
+        field.insert("tributary.source_type".into(), json!(column.source_type));
+        if let Some(id) = column.id {
+            field.insert("tributary.column_id".into(), json!(id));
+        }
+        fields.push(Json::Object(field));
+    }
+    let mut record = Map::new();
+    record.insert("type".into(), json!("record"));
+    record.insert("name".into(), json!(avro_name(&table.name)));
+    record.insert("namespace".into(), json!(avro_namespace(namespace)));
+    record.insert("fields".into(), Json::Array(fields));
+    record.insert("tributary.key".into(), json!(table.key_names()));
+    if let Some(id) = table.source_id {
+        record.insert("tributary.source_id".into(), json!(id));
+    }
+    let text = Json::Object(record).to_string();
+    apache_avro::Schema::parse_str(&text).map_err(|e| {
+        RegistryError::InvalidSchema(format!(
+            "table {}: the derived Avro schema does not parse ({e}): {text}",
+            table.qualified_name()
+        ))
+    })?;
+    Ok(text)
+}
+
+fn avro_type(column: &ColumnSchema) -> Json {
+    scalar_type(&column.data_type, &column.source_type)
+}
+
+fn scalar_type(data_type: &ColumnType, source_type: &str) -> Json {
+    match data_type {
+        ColumnType::Bool => json!("boolean"),
+        ColumnType::Int16 | ColumnType::Int32 => json!("int"),
+        ColumnType::Int64 => json!("long"),
+        ColumnType::Float32 => json!("float"),
+        ColumnType::Float64 => json!("double"),
+        ColumnType::Decimal { precision, scale } if *scale >= 0 => json!({
+            "type": "bytes", "logicalType": "decimal",
+            "precision": precision, "scale": scale
+        }),
+        ColumnType::Decimal { precision, scale } => json!({
+            "type": "bytes", "logicalType": "decimal",
+            "precision": precision, "scale": 0, "tributary.scale": scale
+        }),
+        ColumnType::Text if source_type == "uuid" => {
+            json!({"type": "string", "logicalType": "uuid"})
+        }
+        ColumnType::Text => json!("string"),
+        ColumnType::Binary => json!("bytes"),
+        ColumnType::Date => json!({"type": "int", "logicalType": "date"}),
+        ColumnType::Time => json!({"type": "long", "logicalType": "time-micros"}),
+        ColumnType::Timestamp => json!({"type": "long", "logicalType": "local-timestamp-micros"}),
+        ColumnType::TimestampTz => json!({"type": "long", "logicalType": "timestamp-micros"}),
+        ColumnType::List { element } => json!({
+            "type": "array",
+            "items": ["null", scalar_type(element, source_type.trim_start_matches('_'))]
+        }),
+    }
+}
+
+/// A source default expression as an Avro default of `data_type`, when it
+/// is a constant Avro can hold: numbers, booleans, and quoted strings for
+/// string columns, each with an optional `::type` cast.
+fn constant_default(expression: &str, data_type: &ColumnType) -> Option<Json> {
+    let text = strip_cast(expression.trim());
+    let text = text
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .map(strip_cast)
+        .unwrap_or(text);
+    match data_type {
+        ColumnType::Bool => match text {
+            "true" => Some(json!(true)),
+            "false" => Some(json!(false)),
+            _ => None,
+        },
+        // PostgreSQL prints negative numbers quoted: `'-3'::integer`.
+        ColumnType::Int16 | ColumnType::Int32 | ColumnType::Int64 => {
+            unquote(text).parse::<i64>().ok().map(|v| json!(v))
+        }
+        ColumnType::Float32 | ColumnType::Float64 => unquote(text)
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(|v| json!(v)),
+        ColumnType::Text => {
+            let inner = text.strip_prefix('\'')?.strip_suffix('\'')?;
+            if inner.contains('\'') && !inner.contains("''") {
+                return None;
+            }
+            Some(json!(inner.replace("''", "'")))
+        }
+        _ => None,
+    }
+}
+
+fn unquote(text: &str) -> &str {
+    text.strip_prefix('\'')
+        .and_then(|t| t.strip_suffix('\''))
+        .unwrap_or(text)
+}
+
+/// `'x'::text` → `'x'`; `5::bigint` → `5`.
+fn strip_cast(text: &str) -> &str {
+    match text.rfind("::") {
+        Some(i) if !text[i..].contains('\'') => text[..i].trim(),
+        _ => text,
+    }
+}
+
+/// Names this column (by id) had in earlier shapes, sanitised.
+fn earlier_names(column: &ColumnSchema, previous: &[&TableSchema]) -> Vec<String> {
+    let Some(id) = column.id else {
+        return Vec::new();
+    };
+    let mut names = BTreeSet::new();
+    for table in previous {
+        for old in &table.columns {
+            if old.id == Some(id) && old.name != column.name {
+                names.insert(avro_name(&old.name));
+            }
+        }
+    }
+    names.remove(&avro_name(&column.name));
+    names.into_iter().collect()
+}
+
+/// A valid Avro name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn avro_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// A valid Avro namespace: dot-separated Avro names.
+fn avro_namespace(namespace: &str) -> String {
+    namespace
+        .split('.')
+        .map(avro_name)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn unique(name: String, used: &mut BTreeSet<String>) -> String {
+    let mut candidate = name.clone();
+    let mut n = 2;
+    while !used.insert(candidate.clone()) {
+        candidate = format!("{name}_{n}");
+        n += 1;
+    }
+    candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn col(name: &str, ty: ColumnType, nullable: bool, id: u32) -> ColumnSchema {
+        ColumnSchema {
+            name: name.into(),
+            data_type: ty,
+            source_type: "int4".into(),
+            nullable,
+            id: Some(id),
+            default: None,
+        }
+    }
+
+    #[test]
+    fn maps_types_and_nullability() {
+        let mut price = col(
+            "price",
+            ColumnType::Decimal {
+                precision: 10,
+                scale: 2,
+            },
+            true,
+            3,
+        );
+        price.source_type = "numeric(10,2)".into();
+        let mut uid = col("uid", ColumnType::Text, false, 4);
+        uid.source_type = "uuid".into();
+        let mut n = col("n", ColumnType::Int32, false, 5);
+        n.default = Some("7".into());
+        let mut s = col("my col", ColumnType::Text, false, 6);
+        s.default = Some("'it''s'::text".into());
+        let table = TableSchema::new(
+            "public",
+            "t",
+            vec![col("id", ColumnType::Int64, false, 1), price, uid, n, s],
+            vec![0],
+        );
+        let text = avro_schema("tributary.app.public", &table, &[]).unwrap();
+        let json: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["name"], "t");
+        assert_eq!(json["namespace"], "tributary.app.public");
+        let fields = json["fields"].as_array().unwrap();
+        assert_eq!(fields[0]["type"], "long");
+        assert_eq!(fields[1]["type"][0], "null");
+        assert_eq!(fields[1]["type"][1]["logicalType"], "decimal");
+        assert_eq!(fields[1]["default"], Json::Null);
+        assert_eq!(fields[2]["type"]["logicalType"], "uuid");
+        assert_eq!(fields[3]["default"], 7);
+        assert_eq!(fields[4]["name"], "my_col");
+        assert_eq!(fields[4]["tributary.column"], "my col");
+        assert_eq!(fields[4]["default"], "it's");
+        assert_eq!(json["tributary.key"], json!(["id"]));
+        // Deterministic.
+        assert_eq!(
+            text,
+            avro_schema("tributary.app.public", &table, &[]).unwrap()
+        );
+    }
+
+    #[test]
+    fn renamed_columns_carry_aliases() {
+        let v1 = TableSchema::new(
+            "public",
+            "t",
+            vec![col("a", ColumnType::Int32, false, 2)],
+            vec![],
+        );
+        let v2 = TableSchema::new(
+            "public",
+            "t",
+            vec![col("b", ColumnType::Int32, false, 2)],
+            vec![],
+        );
+        let text = avro_schema("ns", &v2, &[&v1]).unwrap();
+        let json: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["fields"][0]["aliases"], json!(["a"]));
+    }
+
+    #[test]
+    fn defaults_only_when_constant() {
+        assert_eq!(constant_default("now()", &ColumnType::TimestampTz), None);
+        assert_eq!(
+            constant_default("nextval('s'::regclass)", &ColumnType::Int64),
+            None
+        );
+        assert_eq!(
+            constant_default("'-5'::bigint", &ColumnType::Int64),
+            Some(json!(-5))
+        );
+        assert_eq!(constant_default("'x'::bigint", &ColumnType::Int64), None);
+        assert_eq!(
+            constant_default("(-3)", &ColumnType::Int32),
+            Some(json!(-3))
+        );
+        assert_eq!(
+            constant_default("true", &ColumnType::Bool),
+            Some(json!(true))
+        );
+        assert_eq!(
+            constant_default("1.5", &ColumnType::Float64),
+            Some(json!(1.5))
+        );
+        assert_eq!(avro_name("1st col"), "_1st_col");
+    }
+}
