@@ -54,10 +54,12 @@ impl BackgroundWriter {
                     }
                 }
                 sql.push_str("COMMIT;");
-                client
-                    .batch_execute(&sql)
-                    .await
-                    .unwrap_or_else(|e| panic!("background writer: {e}"));
+                client.batch_execute(&sql).await.unwrap_or_else(|e| {
+                    panic!(
+                        "background writer: {}",
+                        crate::harness::postgres::pg_error(&e)
+                    )
+                });
                 txns += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
@@ -118,7 +120,7 @@ async fn each_ddl_kind_mid_workload() {
         .await;
     db.execute(
         "CREATE TABLE evo (id bigint PRIMARY KEY, v int NOT NULL, t text, \
-           a int NOT NULL, b text, c int, d text);
+           a int NOT NULL DEFAULT 0, b text, c int, d text);
          INSERT INTO evo SELECT g, g % 100, md5(g::text), g * 3, 'b' || g, g % 7, 'd' || g \
            FROM generate_series(1, 3000) g;",
     )

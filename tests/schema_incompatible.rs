@@ -25,7 +25,7 @@ async fn narrowed_column_fails_then_resumes_under_new_version() {
         .create_database("schema_incompatible")
         .await;
     db.execute(
-        "CREATE TABLE acct (id bigint PRIMARY KEY, v int NOT NULL, t text, big bigint NOT NULL);
+        "CREATE TABLE acct (id bigint PRIMARY KEY, v int NOT NULL, t text, big bigint NOT NULL DEFAULT 0);
          INSERT INTO acct SELECT g, g % 10, md5(g::text), g * 1000 FROM generate_series(1, 2000) g;",
     )
     .await;
@@ -48,7 +48,8 @@ async fn narrowed_column_fails_then_resumes_under_new_version() {
     )
     .await;
     let after_lsn = parse_lsn(
-        db.query_text("SELECT pg_current_wal_lsn()::text").await[0][0]
+        db.query_text("SELECT pg_current_wal_insert_lsn()::text")
+            .await[0][0]
             .as_deref()
             .unwrap(),
     )

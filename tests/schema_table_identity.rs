@@ -30,8 +30,8 @@ async fn recreated_table_is_reset_in_the_stream_and_at_start() {
     ))
     .await;
     // The publication covers the schema, so the recreated table streams.
-    let config =
-        TestConfig::new(&db, "app", &["re"]).with_source_line("manage_publication = false");
+    let mut config = TestConfig::new(&db, "app", &["re"]);
+    config.manage_publication = false;
     let mut daemon = DaemonProcess::start(&config);
     wait_streaming(&db, &config, &mut daemon).await;
     settle(&db, &config, &["public.re"], &mut daemon).await;

@@ -8,16 +8,26 @@
 //! the previous schema can read data written with the new one; FULL — both;
 //! the TRANSITIVE forms check every earlier version instead of the latest;
 //! NONE checks nothing.
+//!
+//! `apache-avro` 0.21 does not resolve the `decimal` logical type (two
+//! identical decimal fields are reported incompatible), so decimals are
+//! checked as their underlying `bytes`, plus one rule of our own: a column
+//! whose precision or scale changes is incompatible in every direction
+//! (a reader decodes the unscaled bytes with the scale of its own schema).
 
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
+use serde_json::Value as Json;
 
 use crate::config::Compatibility;
-use crate::schema::{ColumnSchema, TableSchema};
+use crate::schema::{ColumnSchema, ColumnType, TableSchema};
+
+/// One version as the check needs it: its table shape and Avro text.
+pub type Version<'a> = (&'a TableSchema, &'a str);
 
 /// Checks `new` against `history` (oldest first, version `i + 1` at index
 /// `i`) under `mode`; `Err` lists every failure in words.
-pub fn check(mode: Compatibility, new: &Schema, history: &[Schema]) -> Result<(), Vec<String>> {
+pub fn check(mode: Compatibility, new: Version, history: &[Version]) -> Result<(), Vec<String>> {
     let (backward, forward, transitive) = match mode {
         Compatibility::None => return Ok(()),
         Compatibility::Backward => (true, false, false),
@@ -27,23 +37,30 @@ pub fn check(mode: Compatibility, new: &Schema, history: &[Schema]) -> Result<()
         Compatibility::Full => (true, true, false),
         Compatibility::FullTransitive => (true, true, true),
     };
-    let against: Vec<(usize, &Schema)> = if transitive {
+    let against: Vec<(usize, &Version)> = if transitive {
         history.iter().enumerate().collect()
     } else {
         history.iter().enumerate().next_back().into_iter().collect()
     };
+    let new_schema = checkable(new.1).map_err(|e| vec![e])?;
     let mut problems = Vec::new();
-    for (i, old) in against {
+    for (i, (old_table, old_text)) in against {
         let version = i + 1;
+        let old_schema = checkable(old_text).map_err(|e| vec![e])?;
+        for change in decimal_changes(old_table, new.0) {
+            problems.push(format!(
+                "{change}: readers decode decimals with their own schema's scale (version {version})"
+            ));
+        }
         if backward {
-            if let Err(e) = SchemaCompatibility::can_read(old, new) {
+            if let Err(e) = SchemaCompatibility::can_read(&old_schema, &new_schema) {
                 problems.push(format!(
                     "consumers on the new version cannot read data written with version {version}: {e}"
                 ));
             }
         }
         if forward {
-            if let Err(e) = SchemaCompatibility::can_read(new, old) {
+            if let Err(e) = SchemaCompatibility::can_read(&new_schema, &old_schema) {
                 problems.push(format!(
                     "consumers on version {version} cannot read data written with the new version: {e}"
                 ));
@@ -54,6 +71,59 @@ pub fn check(mode: Compatibility, new: &Schema, history: &[Schema]) -> Result<()
         Ok(())
     } else {
         Err(problems)
+    }
+}
+
+/// The schema as `apache-avro` can check it: `decimal` logical types
+/// replaced by their `bytes` (see the module doc).
+fn checkable(text: &str) -> Result<Schema, String> {
+    fn strip(value: &mut Json) {
+        match value {
+            Json::Object(map) => {
+                if map.get("logicalType").and_then(Json::as_str) == Some("decimal") {
+                    map.remove("logicalType");
+                    map.remove("precision");
+                    map.remove("scale");
+                }
+                map.values_mut().for_each(strip);
+            }
+            Json::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut json: Json =
+        serde_json::from_str(text).map_err(|e| format!("a stored schema is not JSON: {e}"))?;
+    strip(&mut json);
+    Schema::parse_str(&json.to_string()).map_err(|e| format!("a stored schema is not Avro: {e}"))
+}
+
+/// Columns (matched like [`describe_change`]) whose decimal precision or
+/// scale differs.
+fn decimal_changes(old: &TableSchema, new: &TableSchema) -> Vec<String> {
+    let mut changes = Vec::new();
+    for column in &new.columns {
+        let Some(before) = old.columns.iter().find(|c| same_column(c, column)) else {
+            continue;
+        };
+        if let (ColumnType::Decimal { .. }, ColumnType::Decimal { .. })
+        | (ColumnType::Decimal { .. }, _)
+        | (_, ColumnType::Decimal { .. }) = (&before.data_type, &column.data_type)
+        {
+            if before.data_type != column.data_type {
+                changes.push(format!(
+                    "column {}: {} → {}",
+                    column.name, before.data_type, column.data_type
+                ));
+            }
+        }
+    }
+    changes
+}
+
+fn same_column(a: &ColumnSchema, b: &ColumnSchema) -> bool {
+    match (a.id, b.id) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.name == b.name,
     }
 }
 
@@ -73,10 +143,7 @@ pub fn describe_change(old: &TableSchema, new: &TableSchema) -> Vec<String> {
             changes.push(format!("table recreated (source id {a} → {b})"));
         }
     }
-    let same = |a: &ColumnSchema, b: &ColumnSchema| match (a.id, b.id) {
-        (Some(x), Some(y)) => x == y,
-        _ => a.name == b.name,
-    };
+    let same = same_column;
     for column in &old.columns {
         if !new.columns.iter().any(|c| same(column, c)) {
             changes.push(format!("dropped column {}", column.name));
@@ -167,22 +234,28 @@ mod tests {
     }
 
     /// Avro schemas of `versions` (each with the earlier ones for aliases).
-    fn avro(versions: &[&TableSchema]) -> Vec<Schema> {
+    fn avro(versions: &[&TableSchema]) -> Vec<String> {
         versions
             .iter()
             .enumerate()
-            .map(|(i, t)| {
-                let text = avro_schema("ns", t, &versions[..i]).unwrap();
-                Schema::parse_str(&text).unwrap()
-            })
+            .map(|(i, t)| avro_schema("ns", t, &versions[..i]).unwrap())
             .collect()
+    }
+
+    fn run(mode: Compatibility, versions: &[&TableSchema]) -> Result<(), Vec<String>> {
+        let texts = avro(versions);
+        let all: Vec<Version> = versions
+            .iter()
+            .copied()
+            .zip(texts.iter().map(String::as_str))
+            .collect();
+        let (new, history) = all.split_last().unwrap();
+        check(mode, *new, history)
     }
 
     /// Whether the last of `versions` passes `mode` against the others.
     fn ok(mode: Compatibility, versions: &[&TableSchema]) -> bool {
-        let schemas = avro(versions);
-        let (new, history) = schemas.split_last().unwrap();
-        check(mode, new, history).is_ok()
+        run(mode, versions).is_ok()
     }
 
     #[test]
@@ -233,12 +306,32 @@ mod tests {
             "long → int narrows"
         );
         assert!(!ok(Compatibility::Backward, &[&text, &int]));
-        let schemas = avro(&[&long, &int]);
-        let problems = check(Compatibility::Backward, &schemas[1], &schemas[..1]).unwrap_err();
+        let problems = run(Compatibility::Backward, &[&long, &int]).unwrap_err();
         assert!(problems[0].contains("version 1"), "{problems:?}");
         assert_eq!(
             describe_change(&long, &int),
             vec!["column a: type int8 → int4"]
+        );
+    }
+
+    #[test]
+    fn decimals() {
+        let dec = |p, s| ColumnType::Decimal {
+            precision: p,
+            scale: s,
+        };
+        let v1 = table(vec![id(), col("p", dec(10, 2), "numeric(10,2)", true, 2)]);
+        let same = table(vec![
+            id(),
+            col("p", dec(10, 2), "numeric(10,2)", true, 2),
+            col("q", ColumnType::Text, "text", true, 3),
+        ]);
+        assert!(ok(Compatibility::Full, &[&v1, &same]));
+        let rescaled = table(vec![id(), col("p", dec(12, 4), "numeric(12,4)", true, 2)]);
+        let problems = run(Compatibility::Backward, &[&v1, &rescaled]).unwrap_err();
+        assert!(
+            problems[0].contains("decimal(10,2) → decimal(12,4)"),
+            "{problems:?}"
         );
     }
 

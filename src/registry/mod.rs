@@ -215,15 +215,15 @@ impl SchemaRegistry {
             })
         };
         let schema = parse(&text, "the new schema")?;
-        let old: Vec<Schema> = history
+        let old: Vec<compatibility::Version> = history
             .iter()
-            .map(|v| parse(&v.schema, &format!("version {}", v.version)))
-            .collect::<Result<_, _>>()?;
+            .map(|v| (&v.table, v.schema.as_str()))
+            .collect();
         let changes = history
             .last()
             .map(|latest| compatibility::describe_change(&latest.table, table))
             .unwrap_or_default();
-        let problems = match compatibility::check(mode, &schema, &old) {
+        let problems = match compatibility::check(mode, (table, &text), &old) {
             Ok(()) => Vec::new(),
             Err(problems) => problems,
         };
@@ -329,6 +329,20 @@ impl SchemaRegistry {
     pub fn latest(&self, subject: &str) -> Option<SchemaVersion> {
         let state = self.state.read().expect("registry lock poisoned");
         state.subjects.get(subject)?.last().cloned()
+    }
+
+    /// Latest versions, among subjects starting with `prefix`, of tables
+    /// with the source's table id `source_id` (who had this relation OID).
+    pub fn latest_with_source_id(&self, prefix: &str, source_id: u32) -> Vec<SchemaVersion> {
+        let state = self.state.read().expect("registry lock poisoned");
+        state
+            .subjects
+            .iter()
+            .filter(|(subject, _)| subject.starts_with(prefix))
+            .filter_map(|(_, versions)| versions.last())
+            .filter(|v| v.table.source_id == Some(source_id))
+            .cloned()
+            .collect()
     }
 
     /// A version whose schema has id `id`.

@@ -230,6 +230,8 @@ impl SealedFlush {
             .buffer_unordered(PARALLEL_PUTS)
             .try_collect::<Vec<()>>()
             .await?;
+        // Entries in change order: a table's old shape before its new one.
+        tables.sort_by(|a, b| (&a.table, &a.first_pos).cmp(&(&b.table, &b.first_pos)));
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,
             seq: self.seq,

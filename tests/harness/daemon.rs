@@ -42,6 +42,8 @@ pub struct TestConfig {
     pub source_extra: Vec<String>,
     /// Extra TOML lines for the `[daemon]` table (e.g. `http_listen`).
     pub daemon_extra: Vec<String>,
+    /// `manage_publication` (default true).
+    pub manage_publication: bool,
     pub db: TestDb,
 }
 
@@ -84,6 +86,7 @@ impl TestConfig {
             flush_rows: 50_000,
             source_extra: Vec::new(),
             daemon_extra: Vec::new(),
+            manage_publication: true,
             db: db.clone(),
         }
     }
@@ -128,7 +131,7 @@ user = {user:?}
 sslmode = "disable"
 slot = {slot:?}
 publication = {publication:?}
-manage_publication = true
+manage_publication = {manage}
 tables = [{tables}]
 "#,
             data_dir = self.data_dir.display().to_string(),
@@ -143,6 +146,7 @@ tables = [{tables}]
             user = self.db.user,
             slot = self.slot,
             publication = self.publication,
+            manage = self.manage_publication,
             tables = tables.join(", "),
         )
     }

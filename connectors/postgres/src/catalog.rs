@@ -442,6 +442,8 @@ pub struct ColumnDetail {
     pub nullable: bool,
     /// The default expression (`pg_get_expr` of `pg_attrdef`), if any.
     pub default: Option<String>,
+    /// `pg_attribute.atttypid`.
+    pub type_oid: u32,
 }
 
 /// Columns of relation `oid` (not dropped) in attribute order, with what
@@ -451,7 +453,7 @@ pub async fn column_details(client: &Client, oid: u32) -> Result<Vec<ColumnDetai
     let rows = client
         .query(
             "SELECT a.attname::text, a.attnum, NOT a.attnotnull, \
-                    pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+                    pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.atttypid \
              FROM pg_catalog.pg_attribute a \
              LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -465,6 +467,7 @@ pub async fn column_details(client: &Client, oid: u32) -> Result<Vec<ColumnDetai
             attnum: r.get(1),
             nullable: r.get(2),
             default: r.get(3),
+            type_oid: r.get(4),
         })
         .collect())
 }

@@ -43,6 +43,39 @@ struct Images {
     unchanged: Vec<usize>,
 }
 
+/// The catalog's details of each column of a Relation message, where they
+/// describe that column: the same name and type, and attribute numbers
+/// increasing in message order (pgoutput lists columns by attnum). A name
+/// the catalog now gives to another column (dropped and added again since,
+/// so with a larger attnum than a column listed after it) or a type changed
+/// since does not describe the message's column: `None`.
+fn current_details(
+    rel: &RelationDesc,
+    catalog: Option<&Vec<ColumnDetail>>,
+) -> Vec<Option<ColumnDetail>> {
+    let mut matched: Vec<Option<ColumnDetail>> = rel
+        .columns
+        .iter()
+        .map(|col| {
+            catalog?
+                .iter()
+                .find(|d| d.name == col.name && d.type_oid == col.type_info.oid)
+                .cloned()
+        })
+        .collect();
+    let mut later_min = i16::MAX;
+    for detail in matched.iter_mut().rev() {
+        if let Some(d) = detail {
+            if d.attnum > later_min {
+                *detail = None;
+            } else {
+                later_min = d.attnum;
+            }
+        }
+    }
+    matched
+}
+
 /// Per-relation state: its lake schema and whether it can identify rows.
 #[derive(Debug)]
 struct MappedRelation {
@@ -84,11 +117,28 @@ impl ChangeMapper {
     /// catalog details by name (the catalog may already be ahead of the
     /// message: a column renamed or dropped since gets no id, and counts as
     /// nullable, the safe assumption).
-    pub fn relation(&mut self, rel: &RelationDesc) {
-        let details = self.columns.get(&rel.oid);
+    ///
+    /// A Relation message can describe a shape older than the catalog (the
+    /// changes of transactions that committed before a later DDL are still
+    /// being decoded): a column the catalog no longer has by that name takes
+    /// its details from `previous` (the relation's earlier shape), so the
+    /// old shape keeps its fingerprint instead of becoming a new version.
+    pub fn relation(&mut self, rel: &RelationDesc, previous: Option<&TableSchema>) {
+        let before = previous.or_else(|| self.relations.get(&rel.oid).map(|r| r.schema.as_ref()));
+        let details = current_details(rel, self.columns.get(&rel.oid));
         let mut columns = Vec::with_capacity(rel.columns.len());
-        for col in &rel.columns {
-            let detail = details.and_then(|d| d.iter().find(|d| d.name == col.name));
+        for (col, detail) in rel.columns.iter().zip(details) {
+            let detail = detail.or_else(|| {
+                let old = before?.columns.iter().find(|c| c.name == col.name)?;
+                Some(ColumnDetail {
+                    name: old.name.clone(),
+                    attnum: i16::try_from(old.id?).ok()?,
+                    nullable: old.nullable,
+                    default: old.default.clone(),
+                    type_oid: col.type_info.oid,
+                })
+            });
+            let detail = detail.as_ref();
             let mapping = map_type(&col.type_info, col.type_modifier);
             if mapping.fallback {
                 tracing::warn!(
@@ -411,7 +461,7 @@ impl ChangeMapper {
 
     fn known(&mut self, oid: u32, rel: &RelationDesc) -> Result<Arc<TableSchema>, SourceError> {
         if !self.relations.contains_key(&oid) {
-            self.relation(rel);
+            self.relation(rel, None);
         }
         Ok(self.relations[&oid].schema.clone())
     }

@@ -457,17 +457,30 @@ impl PostgresSource {
     ) -> Result<(), SourceError> {
         let columns = catalog::column_details(&self.catalog, rel.oid).await?;
         let qualified = format!("{}.{}", rel.namespace, rel.name);
-        let previous_of_oid = self.mapper.schema_of(rel.oid);
-        let previous = previous_of_oid
-            .clone()
-            .or_else(|| self.mapper.schema_named(&qualified))
-            .or_else(|| {
-                self.registry
-                    .latest(&schema_change::subject(&self.config.name, &qualified))
-                    .map(|v| Arc::new(v.table))
-            });
+        let subject = schema_change::subject(&self.config.name, &qualified);
+        let registered = self.registry.latest(&subject).map(|v| Arc::new(v.table));
+        // The relation's previous shape: seen in this run, else the lake's
+        // latest version of the table that had this OID (the same name
+        // first; another name means it was renamed).
+        let previous_of_oid = self.mapper.schema_of(rel.oid).or_else(|| {
+            registered
+                .clone()
+                .filter(|t| t.source_id == Some(rel.oid))
+                .or_else(|| {
+                    self.registry
+                        .latest_with_source_id(&format!("{}.", self.config.name), rel.oid)
+                        .into_iter()
+                        .next()
+                        .map(|v| Arc::new(v.table))
+                })
+        });
+        let previous = self
+            .mapper
+            .schema_named(&qualified)
+            .or(registered)
+            .or_else(|| previous_of_oid.clone());
         self.mapper.set_columns(rel.oid, columns);
-        self.mapper.relation(rel);
+        self.mapper.relation(rel, previous_of_oid.as_deref());
         let current = self
             .mapper
             .schema_of(rel.oid)
@@ -534,7 +547,7 @@ impl PostgresSource {
     ) -> Result<(), SourceError> {
         match event {
             // Relations are handled by `on_relation` before this.
-            PgEvent::Relation(rel) => self.mapper.relation(&rel),
+            PgEvent::Relation(rel) => self.mapper.relation(&rel, None),
             PgEvent::Begin {
                 xid,
                 commit_lsn,

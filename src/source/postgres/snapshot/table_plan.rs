@@ -110,7 +110,7 @@ impl TablePlan {
         let columns = catalog::column_details(client, rel.oid).await?;
         let mut mapper = ChangeMapper::new(source, database);
         mapper.set_columns(rel.oid, columns);
-        mapper.relation(&rel);
+        mapper.relation(&rel, None);
         let lake_schema = mapper
             .schema_of(rel.oid)
             .expect("relation registered just above");
