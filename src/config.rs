@@ -201,18 +201,21 @@ fn default_flush_bytes() -> usize {
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     Postgres(PostgresSourceConfig),
+    Mysql(MysqlSourceConfig),
 }
 
 impl SourceConfig {
     pub fn name(&self) -> &str {
         match self {
             SourceConfig::Postgres(pg) => &pg.name,
+            SourceConfig::Mysql(my) => &my.name,
         }
     }
 
     pub fn sink(&self) -> &str {
         match self {
             SourceConfig::Postgres(pg) => &pg.sink,
+            SourceConfig::Mysql(my) => &my.sink,
         }
     }
 
@@ -220,6 +223,7 @@ impl SourceConfig {
     pub fn compatibility_of(&self, qualified: &str) -> Compatibility {
         match self {
             SourceConfig::Postgres(pg) => pg.compatibility_of(qualified),
+            SourceConfig::Mysql(my) => my.compatibility_of(qualified),
         }
     }
 
@@ -227,6 +231,7 @@ impl SourceConfig {
     pub fn on_incompatible_schema(&self) -> OnIncompatible {
         match self {
             SourceConfig::Postgres(pg) => pg.on_incompatible_schema,
+            SourceConfig::Mysql(my) => my.on_incompatible_schema,
         }
     }
 }
@@ -427,35 +432,7 @@ impl PostgresSourceConfig {
     /// Resolves the password from `${ENV}` or `password_file`. Errors name
     /// the key but never the value.
     pub fn resolve_password(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
-        if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::invalid(
-                    format!("{key}.password_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            return Ok(Some(Secret(
-                text.trim_end_matches(['\n', '\r']).to_string(),
-            )));
-        }
-        match &self.password {
-            None => Ok(None),
-            Some(raw) => {
-                let var = env_reference(raw).ok_or_else(|| {
-                    ConfigError::invalid(
-                        format!("{key}.password"),
-                        "a literal password is not allowed in the config file; write \"${VAR}\" and set VAR in the environment, or use password_file",
-                    )
-                })?;
-                let value = std::env::var(var).map_err(|_| {
-                    ConfigError::invalid(
-                        format!("{key}.password"),
-                        format!("environment variable {var} is not set"),
-                    )
-                })?;
-                Ok(Some(Secret(value)))
-            }
-        }
+        resolve_password(key, self.password.as_deref(), self.password_file.as_deref())
     }
 
     /// libpq key=value connection string (password included, so never log it;
@@ -543,6 +520,167 @@ impl PostgresSourceConfig {
     }
 }
 
+/// The password of a source from `${ENV}` or a file; errors name the key
+/// but never the value.
+fn resolve_password(
+    key: &str,
+    password: Option<&str>,
+    password_file: Option<&Path>,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(path) = password_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid(
+                format!("{key}.password_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        return Ok(Some(Secret(
+            text.trim_end_matches(['\n', '\r']).to_string(),
+        )));
+    }
+    match password {
+        None => Ok(None),
+        Some(raw) => {
+            let var = env_reference(raw).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{key}.password"),
+                    "a literal password is not allowed in the config file; write \"${VAR}\" and set VAR in the environment, or use password_file",
+                )
+            })?;
+            let value = std::env::var(var).map_err(|_| {
+                ConfigError::invalid(
+                    format!("{key}.password"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?;
+            Ok(Some(Secret(value)))
+        }
+    }
+}
+
+/// MySQL's standard port.
+pub const DEFAULT_MYSQL_PORT: u16 = 3306;
+/// How often an idle MySQL/MariaDB server sends a heartbeat: 1 s keeps the
+/// checkpoint moving on a quiet server without measurable load.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 1000;
+
+/// A MySQL or MariaDB source (`kind = "mysql"`): the binlog in ROW format.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlSourceConfig {
+    /// Unique name; also the top-level folder of this source in the lake.
+    pub name: String,
+    pub sink: String,
+    pub host: String,
+    #[serde(default = "default_mysql_port")]
+    pub port: u16,
+    pub user: String,
+    /// `${ENV_VAR}` only.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The replica id presented to the server: unique among its replicas
+    /// and different from its own `server_id`.
+    pub server_id: u32,
+    /// `database.table` list.
+    pub tables: Vec<String>,
+    /// `initial` (copy the tables consistently with the binlog position,
+    /// then stream) or `never` (stream from the current position).
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+    /// Rows per snapshot query.
+    #[serde(default = "default_snapshot_chunk_rows")]
+    pub snapshot_chunk_rows: usize,
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    #[serde(default)]
+    pub schema_compatibility: Compatibility,
+    #[serde(default)]
+    pub table_compatibility: BTreeMap<String, Compatibility>,
+    #[serde(default)]
+    pub on_incompatible_schema: OnIncompatible,
+}
+
+fn default_mysql_port() -> u16 {
+    DEFAULT_MYSQL_PORT
+}
+fn default_heartbeat_ms() -> u64 {
+    DEFAULT_HEARTBEAT_MS
+}
+
+impl MysqlSourceConfig {
+    pub fn resolve_password(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
+        resolve_password(key, self.password.as_deref(), self.password_file.as_deref())
+    }
+
+    /// `user@host:port` for messages.
+    pub fn describe(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+
+    /// `(database, table)` pairs.
+    pub fn table_list(&self) -> Vec<(String, String)> {
+        self.tables
+            .iter()
+            .filter_map(|t| t.split_once('.'))
+            .map(|(d, t)| (d.to_string(), t.to_string()))
+            .collect()
+    }
+
+    pub fn compatibility_of(&self, qualified: &str) -> Compatibility {
+        self.table_compatibility
+            .get(qualified)
+            .copied()
+            .unwrap_or(self.schema_compatibility)
+    }
+}
+
+fn validate_mysql(key: &str, my: &MysqlSourceConfig) -> Result<(), ConfigError> {
+    if my.host.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.host"),
+            "must not be empty",
+        ));
+    }
+    if my.server_id == 0 {
+        return Err(ConfigError::invalid(
+            format!("{key}.server_id"),
+            "must be a non-zero replica id no other replica of the server uses",
+        ));
+    }
+    if my.tables.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.tables"),
+            "list at least one \"database.table\"",
+        ));
+    }
+    for table in &my.tables {
+        let ok = table
+            .split_once('.')
+            .is_some_and(|(d, t)| !d.is_empty() && !t.is_empty() && !t.contains('.'));
+        if !ok {
+            return Err(ConfigError::invalid(
+                format!("{key}.tables"),
+                format!("{table:?} is not a table name; write database.table"),
+            ));
+        }
+    }
+    if my.snapshot == SnapshotMode::InitialOnly {
+        return Err(ConfigError::invalid(
+            format!("{key}.snapshot"),
+            "\"initial_only\" is not supported for mysql sources yet; use \"initial\" or \"never\"",
+        ));
+    }
+    if my.snapshot_chunk_rows == 0 || my.heartbeat_ms == 0 {
+        return Err(ConfigError::invalid(
+            format!("{key}.snapshot_chunk_rows"),
+            "snapshot_chunk_rows and heartbeat_ms must be > 0",
+        ));
+    }
+    Ok(())
+}
+
 /// `name` or `schema.name` → `schema.name` (`public` by default).
 pub fn qualify(name: &str) -> Option<String> {
     split_table(name).map(|(s, t)| format!("{s}.{t}"))
@@ -602,8 +740,10 @@ impl Config {
         let mut source = Vec::new();
         for (i, block) in raw.source.iter().enumerate() {
             let key = format!("source[{i}]");
-            block_kind(&key, block, &["postgres"])?;
-            let decoded = SourceConfig::Postgres(decode_block(text, &key, block)?);
+            let decoded = match block_kind(&key, block, &["postgres", "mysql"])? {
+                "mysql" => SourceConfig::Mysql(decode_block(text, &key, block)?),
+                _ => SourceConfig::Postgres(decode_block(text, &key, block)?),
+            };
             source.push(decoded);
         }
         let config = Config {
@@ -710,6 +850,7 @@ impl Config {
             }
             match source {
                 SourceConfig::Postgres(pg) => validate_postgres(&key, pg)?,
+                SourceConfig::Mysql(my) => validate_mysql(&key, my)?,
             }
         }
         Ok(())
@@ -926,7 +1067,9 @@ tables = ["public.orders"]
         let config = Config::from_toml_str(GOOD).unwrap();
         let SinkConfig::Lake(lake) = &config.sink["lake"];
         assert_eq!(lake.flush_interval_ms, DEFAULT_FLUSH_INTERVAL_MS);
-        let SourceConfig::Postgres(pg) = &config.source[0];
+        let SourceConfig::Postgres(pg) = &config.source[0] else {
+            panic!("a postgres source")
+        };
         assert_eq!(pg.port, 5432);
         assert!(pg.manage_publication);
     }
@@ -978,7 +1121,9 @@ tables = ["public.orders"]
     #[test]
     fn unset_env_password_names_variable_not_value() {
         let config = Config::from_toml_str(GOOD).unwrap();
-        let SourceConfig::Postgres(pg) = &config.source[0];
+        let SourceConfig::Postgres(pg) = &config.source[0] else {
+            panic!("a postgres source")
+        };
         let message = pg.resolve_password("source[0]").unwrap_err().to_string();
         assert!(message.contains("PGPASSWORD_TEST_UNSET"), "{message}");
     }

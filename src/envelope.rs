@@ -182,6 +182,15 @@ impl ReadBatch {
                 commit_lsn,
                 ordinal: ordinal + i as u64,
             },
+            Position::Mysql {
+                file_seq,
+                txn_pos,
+                ordinal,
+            } => Position::Mysql {
+                file_seq,
+                txn_pos,
+                ordinal: ordinal + i as u64,
+            },
         }
     }
 

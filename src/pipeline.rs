@@ -247,7 +247,7 @@ enum Handled {
 /// What woke the pipeline loop.
 enum Wake {
     Shutdown,
-    FlushDone(Result<Result<Manifest, SinkError>, tokio::task::JoinError>),
+    FlushDone(Box<Result<Result<Manifest, SinkError>, tokio::task::JoinError>>),
     Deadline,
     Event(Result<SourceEvent, SourceError>),
 }
@@ -324,7 +324,7 @@ async fn run_once(
         sink,
         checkpoints,
         skip_through: checkpoint.as_ref().and_then(|c| c.last_position),
-        last_commit: resume,
+        last_commit: resume.or_else(|| source.start_point()),
         checkpoint,
         last_written: None,
         in_txn: false,
@@ -387,7 +387,7 @@ impl Run<'_> {
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Wake::Shutdown,
-                done = wait_flight(&mut flight) => Wake::FlushDone(done),
+                done = wait_flight(&mut flight) => Wake::FlushDone(Box::new(done)),
                 _ = sleep_until_opt(deadline) => Wake::Deadline,
                 event = source.next() => Wake::Event(event),
             };
@@ -398,7 +398,7 @@ impl Run<'_> {
                 }
                 Wake::FlushDone(done) => {
                     let flight = flight.take().expect("a flush was in flight");
-                    self.complete(flight, done, source).await?;
+                    self.complete(flight, *done, source).await?;
                     *progressed = true;
                     continue;
                 }
@@ -709,11 +709,9 @@ impl Run<'_> {
         let Some(current) = self.checkpoint.as_mut() else {
             return Ok(());
         };
-        let newer = match (&current.resume, &resume) {
-            (Some(ResumePoint::Postgres { lsn: old }), ResumePoint::Postgres { lsn: new }) => {
-                new > old
-            }
-            (None, _) => true,
+        let newer = match &current.resume {
+            Some(old) => resume.is_after(old),
+            None => true,
         };
         if !newer {
             if current.snapshot != self.snapshot {

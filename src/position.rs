@@ -23,6 +23,14 @@ pub enum Position {
     /// within that transaction (1-based). Transactions arrive in commit order,
     /// so this pair is a total order of every change in the database.
     Postgres { commit_lsn: u64, ordinal: u64 },
+    /// MySQL/MariaDB: the binlog file's sequence number and the offset of
+    /// the transaction's first event (transactions are written to the binlog
+    /// whole, in commit order), then the change's ordinal (1-based).
+    Mysql {
+        file_seq: u64,
+        txn_pos: u64,
+        ordinal: u64,
+    },
 }
 
 impl Position {
@@ -34,6 +42,11 @@ impl Position {
                 commit_lsn,
                 ordinal,
             } => format!("{commit_lsn:016X}-{ordinal:012}"),
+            Position::Mysql {
+                file_seq,
+                txn_pos,
+                ordinal,
+            } => format!("{file_seq:010}-{txn_pos:016X}-{ordinal:012}"),
         }
     }
 
@@ -62,6 +75,7 @@ impl Position {
                 }
                 SortKey::Short(bytes)
             }
+            Position::Mysql { .. } => SortKey::Long(self.sort_key()),
         }
     }
 
@@ -78,6 +92,10 @@ impl Position {
     pub fn transaction_lsn(&self) -> u64 {
         match self {
             Position::Postgres { commit_lsn, .. } => *commit_lsn,
+            // File sequence in the high bits, offset (< 2^40) in the low ones.
+            Position::Mysql {
+                file_seq, txn_pos, ..
+            } => (file_seq << 40) | (txn_pos & ((1 << 40) - 1)),
         }
     }
 }
@@ -89,6 +107,11 @@ impl fmt::Display for Position {
                 commit_lsn,
                 ordinal,
             } => write!(f, "lsn {} change #{ordinal}", format_lsn(*commit_lsn)),
+            Position::Mysql {
+                file_seq,
+                txn_pos,
+                ordinal,
+            } => write!(f, "binlog #{file_seq} offset {txn_pos} change #{ordinal}"),
         }
     }
 }
@@ -119,12 +142,27 @@ pub enum ResumePoint {
     /// PostgreSQL: restart streaming from this LSN (the end LSN of the last
     /// fully durable transaction). Also the slot's flush LSN we report.
     Postgres { lsn: u64 },
+    /// MySQL/MariaDB: the binlog coordinates (and GTID position, when the
+    /// server uses GTIDs) after the last fully durable transaction.
+    Mysql(tributary_mysql::MysqlResume),
+}
+
+impl ResumePoint {
+    /// Whether `self` is further along the same source's log than `other`.
+    pub fn is_after(&self, other: &ResumePoint) -> bool {
+        match (self, other) {
+            (ResumePoint::Postgres { lsn: a }, ResumePoint::Postgres { lsn: b }) => a > b,
+            (ResumePoint::Mysql(a), ResumePoint::Mysql(b)) => a.file > b.file,
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for ResumePoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ResumePoint::Postgres { lsn } => write!(f, "lsn {}", format_lsn(*lsn)),
+            ResumePoint::Mysql(resume) => write!(f, "binlog {resume}"),
         }
     }
 }

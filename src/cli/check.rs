@@ -53,6 +53,41 @@ pub async fn check(config: &Config) -> CheckReport {
                     );
                 }
             }
+            SourceConfig::Mysql(my) => {
+                let report = async {
+                    let mut conn = crate::source::mysql::connect(my).await?;
+                    tributary_mysql::preflight(&mut conn, my.server_id)
+                        .await
+                        .map_err(crate::source::SourceError::from)
+                }
+                .await;
+                match report {
+                    Ok(report) if report.ok() => {
+                        let _ = writeln!(
+                            text,
+                            "ok    source {}: {} ({}) is ready for binlog replication",
+                            my.name,
+                            my.describe(),
+                            report.version
+                        );
+                        for check in &report.checks {
+                            if let Some(warning) = &check.warning {
+                                let _ = writeln!(text, "WARN  source {}: {warning}", my.name);
+                            }
+                        }
+                    }
+                    Ok(report) => {
+                        ok = false;
+                        for problem in report.problems() {
+                            let _ = writeln!(text, "FAIL  source {}: {problem}", my.name);
+                        }
+                    }
+                    Err(e) => {
+                        ok = false;
+                        let _ = writeln!(text, "FAIL  source {}: {e}", my.name);
+                    }
+                }
+            }
         }
     }
     CheckReport { text, ok }

@@ -90,7 +90,11 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
     let target = parse_lsn(to).ok_or_else(|| {
         format!("{to:?} is not an LSN; write it as PostgreSQL prints it, e.g. 0/16B3748")
     })?;
-    let SourceConfig::Postgres(pg) = source;
+    let SourceConfig::Postgres(pg) = source else {
+        return Err(format!(
+            "checkpoint reset is for PostgreSQL sources; {name} reads a binlog: stop the daemon, then edit `resume` in its _checkpoint.json to a binlog position the server still has (see SHOW BINARY LOGS), or use `snapshot` to copy again"
+        ));
+    };
     let client = connect_catalog(pg).await.map_err(|e| e.to_string())?;
     let row = client
         .query_opt(

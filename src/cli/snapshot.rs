@@ -15,7 +15,11 @@ use crate::source::postgres::snapshot::signal::{self, SnapshotSignal};
 /// Writes the request; returns the text printed to the operator.
 pub async fn request(config: &Config, name: &str, tables: &[String]) -> Result<String, String> {
     let source = super::checkpoint::find(config, name)?;
-    let SourceConfig::Postgres(pg) = source;
+    let SourceConfig::Postgres(pg) = source else {
+        return Err(format!(
+            "{name} is a mysql source: on-demand snapshots are not implemented for binlog sources yet; to copy its tables again, stop the daemon, remove the source's checkpoint and lake folder, and start it (snapshot = \"initial\")"
+        ));
+    };
     if tables.is_empty() {
         return Err("name at least one table with --table schema.table".into());
     }

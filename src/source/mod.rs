@@ -6,6 +6,7 @@
 //! set of sources is part of the product, and the compiler checks every
 //! `match` when one is added.
 
+pub mod mysql;
 pub mod postgres;
 
 use crate::checkpoint::Checkpoint;
@@ -17,6 +18,7 @@ use crate::registry::SchemaRegistry;
 use crate::schema::TableSchema;
 use crate::snapshot::SnapshotState;
 
+pub use mysql::MysqlSource;
 pub use postgres::PostgresSource;
 
 /// What a source yields, in source order.
@@ -128,7 +130,8 @@ pub trait Source {
 /// Every source kind Tributary supports.
 #[derive(Debug)]
 pub enum AnySource {
-    Postgres(PostgresSource),
+    Postgres(Box<PostgresSource>),
+    Mysql(Box<MysqlSource>),
 }
 
 impl AnySource {
@@ -144,9 +147,24 @@ impl AnySource {
         registry: &SchemaRegistry,
     ) -> Result<AnySource, SourceError> {
         match config {
-            SourceConfig::Postgres(pg) => Ok(AnySource::Postgres(
+            SourceConfig::Postgres(pg) => Ok(AnySource::Postgres(Box::new(
                 PostgresSource::open(pg, daemon, checkpoint, registry).await?,
-            )),
+            ))),
+            SourceConfig::Mysql(my) => Ok(AnySource::Mysql(Box::new(
+                MysqlSource::open(my, checkpoint).await?,
+            ))),
+        }
+    }
+}
+
+impl AnySource {
+    /// Where the source started, for a checkpoint written before its first
+    /// commit (`None`: the source has no such point; PostgreSQL resumes at
+    /// its slot).
+    pub fn start_point(&self) -> Option<ResumePoint> {
+        match self {
+            AnySource::Postgres(_) => None,
+            AnySource::Mysql(s) => Some(s.start_point()),
         }
     }
 }
@@ -155,24 +173,28 @@ impl Source for AnySource {
     async fn next(&mut self) -> Result<SourceEvent, SourceError> {
         match self {
             AnySource::Postgres(s) => s.next().await,
+            AnySource::Mysql(s) => s.next().await,
         }
     }
 
     fn next_ready(&mut self) -> Option<SourceEvent> {
         match self {
             AnySource::Postgres(s) => s.next_ready(),
+            AnySource::Mysql(s) => s.next_ready(),
         }
     }
 
     async fn ack(&mut self, resume: &ResumePoint) -> Result<(), SourceError> {
         match self {
             AnySource::Postgres(s) => s.ack(resume).await,
+            AnySource::Mysql(s) => s.ack(resume).await,
         }
     }
 
     async fn close(self) -> Result<(), SourceError> {
         match self {
-            AnySource::Postgres(s) => s.close().await,
+            AnySource::Postgres(s) => (*s).close().await,
+            AnySource::Mysql(s) => (*s).close().await,
         }
     }
 }

@@ -22,3 +22,6 @@ pub use error::MysqlError;
 pub use position::{BinlogFile, MariaGtid, MariaGtidPos, MysqlGtidSet, MysqlResume};
 pub use preflight::{Flavor, Preflight, preflight};
 pub use reader::{MysqlEvent, MysqlReplication, MysqlReplicationConfig, RowsKind};
+
+/// The driver, for callers that run their own queries (catalog, snapshots).
+pub use mysql_async;

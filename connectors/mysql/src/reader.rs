@@ -68,6 +68,10 @@ pub enum MysqlEvent {
     Begin {
         /// The transaction's GTID, when the server uses them.
         gtid: Option<String>,
+        /// Where the transaction's first event (its GTID, else its BEGIN)
+        /// starts: transactions are written whole, in commit order, so this
+        /// orders them.
+        at: BinlogFile,
         /// Commit time (seconds since the epoch, from the event header).
         timestamp: u32,
     },
@@ -106,6 +110,8 @@ pub struct MysqlReplication {
     in_txn: bool,
     /// The open transaction's GTID.
     txn_gtid: Option<String>,
+    /// Where the next transaction's first event started.
+    txn_start: Option<u64>,
     mariadb_gtid: MariaGtidPos,
     mysql_gtid: Option<MysqlGtidSet>,
     tables: HashMap<u64, TableMapEvent<'static>>,
@@ -167,6 +173,7 @@ impl MysqlReplication {
             pos: start.file.pos,
             in_txn: false,
             txn_gtid: None,
+            txn_start: None,
             mariadb_gtid,
             mysql_gtid: start.mysql_gtid.as_deref().and_then(MysqlGtidSet::parse),
             tables: HashMap::new(),
@@ -213,6 +220,7 @@ impl MysqlReplication {
     fn handle(&mut self, event: mysql_async::binlog::events::Event) -> Result<(), MysqlError> {
         let header = event.header();
         let timestamp = header.timestamp();
+        let event_start = self.pos;
         let next_pos = u64::from(header.log_pos());
         let here = format!("{}:{}", self.file, self.pos);
         let bad = |e: std::io::Error| MysqlError::Definite {
@@ -227,6 +235,7 @@ impl MysqlReplication {
             })?;
             let standalone = body.get(12).is_some_and(|f| f & MARIADB_FL_STANDALONE != 0);
             self.txn_gtid = Some(gtid.to_string());
+            self.txn_start = Some(event_start);
             self.mariadb_gtid.apply(gtid);
             self.advance(next_pos);
             if !standalone {
@@ -250,12 +259,14 @@ impl MysqlReplication {
             Some(EventData::GtidEvent(gtid)) => {
                 let uuid = format_uuid(&gtid.sid());
                 self.txn_gtid = Some(format!("{uuid}:{}", gtid.gno()));
+                self.txn_start = Some(event_start);
                 self.mysql_gtid
                     .get_or_insert_with(MysqlGtidSet::default)
                     .add(&uuid, gtid.gno());
                 self.advance(next_pos);
             }
             Some(EventData::QueryEvent(query)) => {
+                self.txn_start.get_or_insert(event_start);
                 self.advance(next_pos);
                 let sql = query.query().trim().to_string();
                 match sql.to_ascii_uppercase().as_str() {
@@ -285,6 +296,7 @@ impl MysqlReplication {
                     file: self.file.clone(),
                     pos: self.pos,
                 };
+                self.txn_start.get_or_insert(event_start);
                 self.advance(next_pos);
                 let table_id = rows_event.table_id();
                 let table = self
@@ -351,8 +363,13 @@ impl MysqlReplication {
 
     fn begin(&mut self, timestamp: u32) {
         self.in_txn = true;
+        let at = BinlogFile {
+            file: self.file.clone(),
+            pos: self.txn_start.unwrap_or(self.pos),
+        };
         self.pending.push_back(MysqlEvent::Begin {
             gtid: self.txn_gtid.clone(),
+            at,
             timestamp,
         });
     }
@@ -363,6 +380,7 @@ impl MysqlReplication {
         }
         self.in_txn = false;
         self.txn_gtid = None;
+        self.txn_start = None;
         self.pending.push_back(MysqlEvent::Commit {
             resume: self.resume(),
             timestamp,

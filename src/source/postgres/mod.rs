@@ -720,8 +720,9 @@ impl Source for PostgresSource {
     }
 
     async fn ack(&mut self, resume: &ResumePoint) -> Result<(), SourceError> {
-        let ResumePoint::Postgres { lsn } = resume;
-        if let Phase::Streaming(replication) = &self.phase {
+        if let (ResumePoint::Postgres { lsn }, Phase::Streaming(replication)) =
+            (resume, &self.phase)
+        {
             replication.ack(Lsn(*lsn));
         }
         Ok(())
