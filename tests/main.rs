@@ -14,6 +14,7 @@ mod crash_kill9;
 mod full_sink;
 mod harness;
 mod lake_merge;
+mod mysql_binlog;
 mod schema_evolution;
 mod schema_incompatible;
 mod schema_registry_http;

@@ -214,10 +214,15 @@ impl DaemonProcess {
     /// Writes the config and starts `tributary run --config F`.
     pub fn start(config: &TestConfig) -> DaemonProcess {
         let config_path = config.write();
+        DaemonProcess::start_with(config_path, &config.root)
+    }
+
+    /// Starts `tributary run --config config_path`, logs in `root`.
+    pub fn start_with(config_path: PathBuf, root: &Path) -> DaemonProcess {
         let mut daemon = DaemonProcess {
             config_path,
-            stdout_path: config.root.join("daemon.stdout.log"),
-            stderr_path: config.root.join("daemon.stderr.log"),
+            stdout_path: root.join("daemon.stdout.log"),
+            stderr_path: root.join("daemon.stderr.log"),
             child: None,
             starts: 0,
             print_on_panic: true,

@@ -20,6 +20,7 @@
 
 pub mod daemon;
 pub mod lake;
+pub mod mariadb;
 pub mod postgres;
 pub mod schemas;
 pub mod snapshot;

@@ -108,6 +108,8 @@ pub struct MysqlReplication {
     /// Offset after the last event read.
     pos: u64,
     in_txn: bool,
+    /// Events carry a CRC32 checksum (`binlog_checksum = CRC32`).
+    checksum: bool,
     /// The open transaction's GTID.
     txn_gtid: Option<String>,
     /// Where the next transaction's first event started.
@@ -137,6 +139,11 @@ impl MysqlReplication {
         conn.query_drop("SET @master_binlog_checksum = @@global.binlog_checksum")
             .await
             .map_err(setup)?;
+        let checksum: Option<String> = conn
+            .query_first("SELECT @@global.binlog_checksum")
+            .await
+            .map_err(setup)?;
+        let checksum = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
         conn.query_drop(format!(
             "SET @master_heartbeat_period = {}",
             config.heartbeat.as_nanos()
@@ -172,6 +179,7 @@ impl MysqlReplication {
             file: start.file.file.clone(),
             pos: start.file.pos,
             in_txn: false,
+            checksum,
             txn_gtid: None,
             txn_start: None,
             mariadb_gtid,
@@ -246,14 +254,16 @@ impl MysqlReplication {
         let data = event.read_data().map_err(bad)?;
         match data {
             Some(EventData::RotateEvent(rotate)) => {
-                // The artificial ROTATE that opens a dump precedes the
-                // format description, so its checksum is read as part of
-                // the name: keep the name's own characters only.
-                self.file = rotate
-                    .name()
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-                    .collect();
+                // The artificial ROTATE that opens a dump (timestamp 0)
+                // precedes the format description, so its CRC32 checksum is
+                // read as the last 4 bytes of the name.
+                let raw = rotate.name_raw();
+                let raw = if timestamp == 0 && self.checksum && raw.len() > 4 {
+                    &raw[..raw.len() - 4]
+                } else {
+                    raw
+                };
+                self.file = String::from_utf8_lossy(raw).into_owned();
                 self.pos = rotate.position();
             }
             Some(EventData::GtidEvent(gtid)) => {

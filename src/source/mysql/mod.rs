@@ -372,6 +372,7 @@ impl MysqlSource {
                     column.name
                 ))
             })?;
+            let value = row_value::from_binlog(decode, value);
             row.push(row_value::to_value(column, decode, value).map_err(|e| {
                 SourceError::definite(format!("{} at {at}: {e}", schema.qualified_name()))
             })?);

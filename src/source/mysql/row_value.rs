@@ -112,6 +112,19 @@ pub fn to_value(column: &ColumnSchema, decode: &Decode, value: My) -> Result<Val
     })
 }
 
+/// Binlog-only encodings made comparable with query results: SET values
+/// arrive as their little-endian bitmask bytes.
+pub fn from_binlog(decode: &Decode, value: My) -> My {
+    match (decode, value) {
+        (Decode::Set(_), My::Bytes(bits)) if bits.len() <= 8 => My::UInt(
+            bits.iter()
+                .rev()
+                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+        ),
+        (_, value) => value,
+    }
+}
+
 fn epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")
 }
@@ -256,6 +269,14 @@ mod tests {
         assert_eq!(
             to_value(&s, &set_labels, My::Int(5)),
             Ok(Value::Text("x,z".into()))
+        );
+        assert_eq!(
+            to_value(
+                &s,
+                &set_labels,
+                from_binlog(&set_labels, My::Bytes(vec![6]))
+            ),
+            Ok(Value::Text("y,z".into()))
         );
         let bit = col(ColumnType::Int64, "bit(10)");
         assert_eq!(
