@@ -1029,6 +1029,35 @@ tables = ["public.orders"]
     }
 
     #[test]
+    fn mysql_sources_parse_and_validate() {
+        let text = GOOD.replace(
+            "[[source]]",
+            "[[source]]\nname = \"shop\"\nkind = \"mysql\"\nsink = \"lake\"\nhost = \"db\"\nuser = \"cdc\"\nserver_id = 7\ntables = [\"shop.orders\"]\n\n[[source]]",
+        );
+        let config = Config::from_toml_str(&text).unwrap();
+        let SourceConfig::Mysql(my) = &config.source[0] else {
+            panic!("a mysql source")
+        };
+        assert_eq!(
+            (my.port, my.heartbeat_ms),
+            (DEFAULT_MYSQL_PORT, DEFAULT_HEARTBEAT_MS)
+        );
+        assert_eq!(
+            my.table_list(),
+            vec![("shop".to_string(), "orders".to_string())]
+        );
+        let e = err(&text.replace("server_id = 7", "server_id = 0"));
+        assert!(e.contains("source[0].server_id"), "{e}");
+        let e = err(&text.replace("[\"shop.orders\"]", "[\"orders\"]"));
+        assert!(
+            e.contains("source[0].tables") && e.contains("database.table"),
+            "{e}"
+        );
+        let e = err(&text.replace("server_id = 7", "server_id = 7\nslot = \"x\""));
+        assert!(e.contains("slot"), "{e}");
+    }
+
+    #[test]
     fn schema_policy_keys() {
         let text = format!(
             "{GOOD}schema_compatibility = \"full_transitive\"\non_incompatible_schema = \"new_version\"\ntable_compatibility = {{ \"orders\" = \"none\" }}\n"
