@@ -189,6 +189,15 @@ impl MysqlReplication {
         })
     }
 
+    /// Ends the dump and closes the connection, so the server forgets this
+    /// replica at once (a lingering dump thread holds the `server_id`).
+    pub async fn close(self) -> Result<(), MysqlError> {
+        self.stream
+            .close()
+            .await
+            .map_err(|e| MysqlError::from_driver(e, "closing the binlog stream", "-"))
+    }
+
     /// The resume point after everything read so far.
     pub fn resume(&self) -> MysqlResume {
         MysqlResume {

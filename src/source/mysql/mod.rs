@@ -122,6 +122,26 @@ impl MysqlSource {
                 tracing::warn!(source = %config.name, check = check.name, "{warning}");
             }
         }
+        // Our own previous connection (a restart right after a stop or a
+        // crash) can still be registered under this server_id until the
+        // server notices it is gone: retry that, with backoff, rather than
+        // stop; every retry logs it.
+        let only_id_taken = report.checks.iter().all(|c| {
+            c.problem.is_none()
+                || (c.name == "server_id"
+                    && c.problem
+                        .as_deref()
+                        .is_some_and(|p| p.contains("another replica")))
+        });
+        if !report.ok() && only_id_taken {
+            return Err(SourceError::Transient {
+                message: format!(
+                    "{}: {} (a previous run of this source may still be registered; if this repeats, another replica uses the id)",
+                    config.describe(),
+                    report.problems().join("; ")
+                ),
+            });
+        }
         if !report.ok() {
             return Err(SourceError::definite(format!(
                 "{} ({}) cannot be captured yet: {}",
@@ -609,6 +629,9 @@ impl Source for MysqlSource {
     }
 
     async fn close(self) -> Result<(), SourceError> {
+        if let Phase::Streaming(replication) = self.phase {
+            replication.close().await?;
+        }
         Ok(())
     }
 }
