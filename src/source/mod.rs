@@ -151,7 +151,7 @@ impl AnySource {
                 PostgresSource::open(pg, daemon, checkpoint, registry).await?,
             ))),
             SourceConfig::Mysql(my) => Ok(AnySource::Mysql(Box::new(
-                MysqlSource::open(my, checkpoint).await?,
+                MysqlSource::open(my, checkpoint, registry).await?,
             ))),
         }
     }

@@ -25,10 +25,14 @@ use tributary_mysql::{
     BinlogFile, MysqlEvent, MysqlReplication, MysqlReplicationConfig, MysqlResume, RowsKind,
 };
 
+use tributary_mysql::mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
+
 use crate::checkpoint::Checkpoint;
 use crate::config::{MysqlSourceConfig, SnapshotMode};
 use crate::envelope::{Envelope, Op, Row, SourceInfo};
 use crate::position::{Position, ResumePoint};
+use crate::registry::SchemaRegistry;
+use crate::schema::{TableSchema, subject_name};
 use crate::snapshot::{SnapshotKind, SnapshotState};
 use crate::source::{Source, SourceError, SourceEvent};
 use initial_copy::InitialCopy;
@@ -107,12 +111,18 @@ pub struct MysqlSource {
     held: Option<MysqlEvent>,
     txn: Option<OpenTxn>,
     state: SnapshotState,
+    /// Earlier shapes of the captured tables, for binlog rows written before
+    /// a DDL that the catalog has already moved past (a replay after a
+    /// restart): looked up in the registry by the table map's column names.
+    registry: SchemaRegistry,
+    historic: HashMap<(String, String, Vec<String>), MysqlTable>,
 }
 
 impl MysqlSource {
     pub async fn open(
         config: &MysqlSourceConfig,
         checkpoint: Option<&Checkpoint>,
+        registry: &SchemaRegistry,
     ) -> Result<MysqlSource, SourceError> {
         tracing::info!(source = %config.name, server = %config.describe(), "connecting");
         let mut catalog = connect(config).await?;
@@ -219,6 +229,8 @@ impl MysqlSource {
             held: None,
             txn: None,
             state,
+            registry: registry.clone(),
+            historic: HashMap::new(),
         };
         source
             .pending
@@ -309,9 +321,10 @@ impl MysqlSource {
                     table.database_name().to_string(),
                     table.table_name().to_string(),
                 );
-                let Some(captured) = self.tables.get(&key).cloned() else {
+                let Some(current) = self.tables.get(&key).cloned() else {
                     return Ok(());
                 };
+                let captured = self.shape_of_rows(&key, current, &table, &at)?;
                 for (before, after) in rows {
                     let before = self.row(&captured, before, &at)?;
                     let after = self.row(&captured, after, &at)?;
@@ -361,6 +374,62 @@ impl MysqlSource {
             }
         }
         Ok(())
+    }
+
+    /// The shape the rows of `table_map` were written with: the table's
+    /// current shape when the table map's column names (binlog_row_metadata
+    /// = FULL) match it, else the registered version that has exactly those
+    /// columns.
+    fn shape_of_rows(
+        &mut self,
+        key: &(String, String),
+        current: MysqlTable,
+        table_map: &TableMapEvent<'static>,
+        at: &BinlogFile,
+    ) -> Result<MysqlTable, SourceError> {
+        let Some(names) = table_map_names(table_map) else {
+            return Ok(current);
+        };
+        let matches = |t: &TableSchema| {
+            t.columns.len() == names.len()
+                && t.columns.iter().zip(&names).all(|(c, n)| c.name == *n)
+        };
+        if matches(&current.schema) {
+            return Ok(current);
+        }
+        let cache_key = (key.0.clone(), key.1.clone(), names.clone());
+        if let Some(found) = self.historic.get(&cache_key) {
+            return Ok(found.clone());
+        }
+        let subject = subject_name(&self.config.name, &format!("{}.{}", key.0, key.1));
+        let versions = self.registry.versions(&subject).unwrap_or_default();
+        let found = versions
+            .iter()
+            .rev()
+            .filter_map(|&v| self.registry.version(&subject, v))
+            .find(|v| matches(&v.table))
+            .ok_or_else(|| {
+                SourceError::definite(format!(
+                    "binlog rows of {}.{} at {at} have columns {names:?}, which neither the table now nor any registered version has; the source cannot decode them. Copy the table again (remove the source's checkpoint and lake folder, restart)",
+                    key.0, key.1
+                ))
+            })?;
+        let decode = found
+            .table
+            .columns
+            .iter()
+            .map(|c| {
+                let data_type = c.source_type.split(['(', ' ']).next().unwrap_or_default();
+                table_catalog::map_type(data_type, &c.source_type).1
+            })
+            .collect();
+        tracing::info!(source = %self.name, table = %found.table.qualified_name(), version = found.version, "decoding binlog rows written before a later change of shape with their registered version");
+        let table = MysqlTable {
+            schema: Arc::new(found.table),
+            decode,
+        };
+        self.historic.insert(cache_key, table.clone());
+        Ok(table)
     }
 
     /// A row image in schema order.
@@ -599,6 +668,19 @@ fn qualify(default_db: &str, name: &str) -> (String, String) {
         [db, table] => (db.clone(), table.clone()),
         _ => (default_db.to_string(), parts.join(".")),
     }
+}
+
+/// Column names a table map carries (with `binlog_row_metadata = FULL`).
+fn table_map_names(table_map: &TableMapEvent<'_>) -> Option<Vec<String>> {
+    for field in table_map.iter_optional_meta() {
+        if let Ok(OptionalMetadataField::ColumnName(names)) = field {
+            return names
+                .iter_names()
+                .map(|n| n.ok().map(|n| n.name().to_string()))
+                .collect();
+        }
+    }
+    None
 }
 
 fn file_seq(at: &BinlogFile) -> Result<u64, SourceError> {
