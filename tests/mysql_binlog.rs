@@ -493,7 +493,8 @@ async fn binlog_truth_with_ddl_restart_and_kill9() {
     assert_truth(&mut conn, &setup.lake).await;
 
     // A change of shape mid-stream.
-    conn.query_drop("ALTER TABLE shop.pairs ADD COLUMN note VARCHAR(20) NULL")
+    // With a default: every existing row now holds it, without row events.
+    conn.query_drop("ALTER TABLE shop.pairs ADD COLUMN note VARCHAR(20) NOT NULL DEFAULT 'dflt'")
         .await
         .unwrap();
     conn.query_drop("INSERT INTO shop.pairs VALUES (100, 'n', 1, 'noted'); UPDATE shop.pairs SET note = 'later' WHERE a < 10")

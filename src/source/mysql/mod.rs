@@ -432,6 +432,59 @@ impl MysqlSource {
         Ok(table)
     }
 
+    /// Every row of `table` as it is now, in primary-key order.
+    ///
+    /// Read after the DDL that made it necessary and emitted at that DDL's
+    /// position: changes between the DDL and the read are then replayed on
+    /// top from the binlog, and since row events carry full images
+    /// (`binlog_row_image = FULL`), the result converges to the source.
+    async fn read_table(&mut self, table: &MysqlTable) -> Result<Vec<Row>, SourceError> {
+        use tributary_mysql::mysql_async::prelude::Queryable;
+        let schema = &table.schema;
+        let ident = |n: &str| format!("`{}`", n.replace('`', "``"));
+        let columns: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
+        let order: Vec<String> = schema
+            .key
+            .iter()
+            .map(|&i| ident(&schema.columns[i].name))
+            .collect();
+        let mut sql = format!(
+            "SELECT {} FROM {}.{}",
+            columns.join(", "),
+            ident(&schema.namespace),
+            ident(&schema.name)
+        );
+        if !order.is_empty() {
+            sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+        }
+        let rows: Vec<mysql_async::Row> = self.catalog.exec(sql, ()).await.map_err(|e| {
+            SourceError::from(tributary_mysql::MysqlError::from_driver(
+                e,
+                &format!("copying {} again", schema.qualified_name()),
+                "-",
+            ))
+        })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut image = Vec::with_capacity(schema.columns.len());
+            for ((value, column), decode) in row
+                .unwrap()
+                .into_iter()
+                .zip(&schema.columns)
+                .zip(&table.decode)
+            {
+                image.push(row_value::to_value(column, decode, value).map_err(|e| {
+                    SourceError::definite(format!(
+                        "{} (copy after DDL): {e}",
+                        schema.qualified_name()
+                    ))
+                })?);
+            }
+            out.push(image);
+        }
+        Ok(out)
+    }
+
     /// A row image in schema order.
     fn row(
         &self,
@@ -554,7 +607,27 @@ impl MysqlSource {
                     match table_catalog::load(&mut self.catalog, &key.0, &key.1).await? {
                         Some(table) => {
                             tracing::info!(source = %self.name, table = %name, statement = %sql, "table changed shape; schema reloaded");
-                            self.tables.insert(key, table);
+                            let rewritten = self
+                                .tables
+                                .get(&key)
+                                .and_then(|old| rewritten_columns(&old.schema, &table.schema));
+                            // Read first (awaits), change state after: a
+                            // cancelled `next` repeats this whole step.
+                            let rows = match &rewritten {
+                                Some(why) => {
+                                    tracing::info!(source = %self.name, table = %name, reason = %why, "stored values were rewritten without row events; copying the table again");
+                                    Some(self.read_table(&table).await?)
+                                }
+                                None => None,
+                            };
+                            self.tables.insert(key, table.clone());
+                            if let Some(rows) = rows {
+                                let at = self.txn.as_ref().map(|t| t.txn_pos).unwrap_or_default();
+                                self.push(&table, Op::Truncate, None, None, at)?;
+                                for row in rows {
+                                    self.push(&table, Op::Read, None, Some(row), at)?;
+                                }
+                            }
                         }
                         None => {
                             self.tables.remove(&key);
@@ -565,6 +638,28 @@ impl MysqlSource {
         }
         Ok(())
     }
+}
+
+/// Why a change of shape rewrote stored values without row events (a
+/// column added with a default or NOT NULL, a column's type changed), so
+/// the lake needs the table again; `None` when it did not.
+fn rewritten_columns(old: &TableSchema, new: &TableSchema) -> Option<String> {
+    let mut reasons = Vec::new();
+    for column in &new.columns {
+        match old.columns.iter().find(|c| c.name == column.name) {
+            None if column.default.is_some() || !column.nullable => {
+                reasons.push(format!("column {} added with a default", column.name));
+            }
+            Some(before) if before.source_type != column.source_type => {
+                reasons.push(format!(
+                    "column {}: {} → {}",
+                    column.name, before.source_type, column.source_type
+                ));
+            }
+            _ => {}
+        }
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// A DDL statement on tables: its verb and the table names it names.
