@@ -16,17 +16,18 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum SourceState {
+    /// Connecting, checking the source, loading the checkpoint.
     Starting,
+    /// Copying existing rows (ready: data flows).
     Snapshotting,
+    /// Following the source's log (ready).
     Streaming,
     /// A transient failure; the pipeline retries with backoff.
-    Retrying {
-        error: String,
-    },
+    Retrying { error: String },
+    /// Stopped on shutdown.
     Stopped,
-    Failed {
-        error: String,
-    },
+    /// Stopped by an error retrying cannot fix; the operator acts.
+    Failed { error: String },
 }
 
 /// Each source's state, shared by the pipelines (writers) and the HTTP
@@ -48,6 +49,7 @@ impl Health {
         }
     }
 
+    /// Records what `source` is doing now.
     pub fn set_source_state(&self, source: &str, state: SourceState) {
         let mut sources = self.sources.write().expect("health lock poisoned");
         if sources.get(source) != Some(&state) {
@@ -68,6 +70,7 @@ impl Health {
     }
 }
 
+/// The probe routes over `health`.
 pub fn routes(health: Health) -> Router {
     Router::new()
         .route("/healthz", get(healthz))

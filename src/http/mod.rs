@@ -28,7 +28,8 @@ pub struct BindError {
     remedy: &'static str,
 }
 
-/// Binds the HTTP port.
+/// Binds the HTTP port `addr` (`host:port`, the `daemon.http_listen`
+/// setting).
 pub async fn bind(addr: &str) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr).await.map_err(|source| BindError {
         addr: addr.to_string(),
@@ -47,10 +48,13 @@ pub async fn bind(addr: &str) -> Result<TcpListener, BindError> {
 
 /// The whole router (also used by the tests in-process).
 pub fn router(registries: Vec<SchemaRegistry>, health: Health) -> Router {
-    health_routes::routes(health).merge(registry_routes::routes(registries))
+    health_routes::routes(health)
+        .merge(registry_routes::routes(registries))
+        .fallback(registry_routes::unknown_route)
 }
 
-/// Serves until `shutdown` is cancelled.
+/// Serves the router on `listener` until `shutdown` is cancelled, then
+/// finishes the requests in flight and returns.
 pub async fn serve(
     listener: TcpListener,
     registries: Vec<SchemaRegistry>,
@@ -61,3 +65,6 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
+
+#[cfg(test)]
+mod tests;

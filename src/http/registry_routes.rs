@@ -8,10 +8,19 @@
 //!
 //! Several registries (one per lake root) are served as one; subjects are
 //! unique across them because they start with the source name.
+//!
+//! Routes: `GET /subjects`, `/subjects/{s}/versions`,
+//! `/subjects/{s}/versions/{v}` (`v` a number, `latest` or `-1`, as
+//! Confluent accepts), `/subjects/{s}/versions/{v}/schema`,
+//! `/schemas/ids/{id}`, `/schemas/ids/{id}/versions`,
+//! `/schemas/ids/{id}/subjects`, `/schemas/types`, `/config`,
+//! `/config/{s}` (the mode the subject's latest version was checked
+//! under). Any other path answers 404 `{"error_code":404}` (405 for a
+//! write method), as Confluent's server does.
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use serde_json::{Value as Json, json};
@@ -31,6 +40,7 @@ impl Registries {
     }
 }
 
+/// The registry routes over `registries`.
 pub fn routes(registries: Vec<SchemaRegistry>) -> Router {
     let ro = |route: MethodRouter<Registries>| route.fallback(read_only);
     Router::new()
@@ -43,6 +53,8 @@ pub fn routes(registries: Vec<SchemaRegistry>) -> Router {
         )
         .route("/schemas/ids/{id}", ro(get(schema_by_id)))
         .route("/schemas/ids/{id}/versions", ro(get(id_versions)))
+        .route("/schemas/ids/{id}/subjects", ro(get(id_subjects)))
+        .route("/schemas/types", ro(get(schema_types)))
         .route("/config", ro(get(config)))
         .route("/config/{subject}", ro(get(subject_config)))
         .with_state(Registries(registries))
@@ -67,6 +79,17 @@ fn subject_not_found(subject: &str) -> Response {
         40401,
         format!("Subject '{subject}' not found."),
     )
+}
+
+/// Any path no route serves: 404 as Confluent's server answers it, or 405
+/// for a write method (a registration, deletion, config change or
+/// compatibility test this registry does not take).
+pub async fn unknown_route(method: Method) -> Response {
+    if method == Method::GET || method == Method::HEAD {
+        error(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found".into())
+    } else {
+        read_only().await
+    }
 }
 
 async fn read_only() -> Response {
@@ -102,10 +125,13 @@ fn resolve(r: &Registries, subject: &str, version: &str) -> Result<SchemaVersion
             ),
         )
     };
-    let number = if version == "latest" {
+    // Confluent's `VersionId`: `latest` (any case) or -1 is the latest.
+    let trimmed = version.trim();
+    let number = if trimmed.eq_ignore_ascii_case("latest") {
         None
     } else {
-        match version.parse::<i64>() {
+        match trimmed.parse::<i64>() {
+            Ok(-1) => None,
             Ok(n) if (1..=i64::from(i32::MAX)).contains(&n) => Some(n as u32),
             _ => return Err(Box::new(invalid())),
         }
@@ -187,6 +213,27 @@ async fn id_versions(State(r): State<Registries>, Path(id): Path<String>) -> Res
         .map(|(subject, version)| json!({"subject": subject, "version": version}))
         .collect();
     reply(StatusCode::OK, Json::Array(list))
+}
+
+async fn id_subjects(State(r): State<Registries>, Path(id): Path<String>) -> Response {
+    let Ok(n) = id.parse::<u32>() else {
+        return schema_not_found(&id);
+    };
+    let mut subjects: Vec<String> =
+        r.0.iter()
+            .flat_map(|reg| reg.subjects_of_id(n))
+            .map(|(subject, _)| subject)
+            .collect();
+    if subjects.is_empty() {
+        return schema_not_found(&id);
+    }
+    subjects.sort();
+    subjects.dedup();
+    reply(StatusCode::OK, json!(subjects))
+}
+
+async fn schema_types() -> Response {
+    reply(StatusCode::OK, json!(["AVRO"]))
 }
 
 async fn config() -> Response {

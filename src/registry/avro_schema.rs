@@ -25,10 +25,15 @@
 //! whose source default is a constant (`0`, `'x'::text`, `true`) carries it
 //! as its Avro default, so adding such a column stays BACKWARD compatible.
 //! A column renamed since an earlier version (same column id, another name)
-//! lists its earlier names as `aliases`; `apache-avro`'s compatibility check
-//! matches reader fields to writer fields through them, so renames are
-//! judged as renames, not as a drop plus an add. Names that are not valid
-//! Avro names are sanitised, the original kept in `tributary.column`.
+//! lists its earlier names as `aliases`. `apache-avro`'s compatibility check
+//! matches a reader field to a writer field through the *reader's* aliases
+//! (never the writer's), so a BACKWARD check (new schema reads old data)
+//! judges a rename as a rename, while a FORWARD check (old schema reads new
+//! data) still sees a drop plus an add (see [`super::compatibility`]).
+//! Names that are not valid Avro names are sanitised (`[A-Za-z_][A-Za-z0-9_]*`:
+//! other characters become `_`, a leading digit gets a `_` prefix, a name
+//! taken by an earlier column gets `_2`, `_3`…), the original kept in
+//! `tributary.column`.
 
 use std::collections::BTreeSet;
 
@@ -148,9 +153,10 @@ fn constant_default(expression: &str, data_type: &ColumnType) -> Option<Json> {
             _ => None,
         },
         // PostgreSQL prints negative numbers quoted: `'-3'::integer`.
-        ColumnType::Int16 | ColumnType::Int32 | ColumnType::Int64 => {
-            unquote(text).parse::<i64>().ok().map(|v| json!(v))
+        ColumnType::Int16 | ColumnType::Int32 => {
+            unquote(text).parse::<i32>().ok().map(|v| json!(v))
         }
+        ColumnType::Int64 => unquote(text).parse::<i64>().ok().map(|v| json!(v)),
         ColumnType::Float32 | ColumnType::Float64 => unquote(text)
             .parse::<f64>()
             .ok()
@@ -340,5 +346,164 @@ mod tests {
             Some(json!(1.5))
         );
         assert_eq!(avro_name("1st col"), "_1st_col");
+    }
+
+    #[test]
+    fn maps_every_lake_type() {
+        let types = [
+            (ColumnType::Bool, "bool", json!("boolean")),
+            (ColumnType::Int16, "int2", json!("int")),
+            (ColumnType::Int32, "int4", json!("int")),
+            (ColumnType::Int64, "int8", json!("long")),
+            (ColumnType::Float32, "float4", json!("float")),
+            (ColumnType::Float64, "float8", json!("double")),
+            (
+                ColumnType::Decimal {
+                    precision: 38,
+                    scale: 10,
+                },
+                "numeric(38,10)",
+                json!({"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 10}),
+            ),
+            (
+                ColumnType::Decimal {
+                    precision: 5,
+                    scale: -2,
+                },
+                "numeric(5,-2)",
+                json!({"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 0, "tributary.scale": -2}),
+            ),
+            (ColumnType::Text, "jsonb", json!("string")),
+            (
+                ColumnType::Text,
+                "uuid",
+                json!({"type": "string", "logicalType": "uuid"}),
+            ),
+            (ColumnType::Binary, "bytea", json!("bytes")),
+            (
+                ColumnType::Date,
+                "date",
+                json!({"type": "int", "logicalType": "date"}),
+            ),
+            (
+                ColumnType::Time,
+                "time",
+                json!({"type": "long", "logicalType": "time-micros"}),
+            ),
+            (
+                ColumnType::Timestamp,
+                "timestamp",
+                json!({"type": "long", "logicalType": "local-timestamp-micros"}),
+            ),
+            (
+                ColumnType::TimestampTz,
+                "timestamptz",
+                json!({"type": "long", "logicalType": "timestamp-micros"}),
+            ),
+            (
+                ColumnType::List {
+                    element: Box::new(ColumnType::Text),
+                },
+                "_uuid",
+                json!({"type": "array", "items": ["null", {"type": "string", "logicalType": "uuid"}]}),
+            ),
+            (
+                ColumnType::List {
+                    element: Box::new(ColumnType::Int64),
+                },
+                "_int8",
+                json!({"type": "array", "items": ["null", "long"]}),
+            ),
+        ];
+        let columns: Vec<ColumnSchema> = types
+            .iter()
+            .enumerate()
+            .map(|(i, (ty, source, _))| ColumnSchema {
+                source_type: source.to_string(),
+                ..col(&format!("c{i}"), ty.clone(), false, i as u32 + 1)
+            })
+            .collect();
+        let table =
+            TableSchema::new("public", "all_types", columns, vec![0]).with_source_id(Some(16384));
+        let text = avro_schema("tributary.pg.public", &table, &[]).unwrap();
+        let json: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["tributary.source_id"], 16384);
+        assert_eq!(json["tributary.key"], json!(["c0"]));
+        for (i, (_, source, avro)) in types.iter().enumerate() {
+            let field = &json["fields"][i];
+            assert_eq!(&field["type"], avro, "{source}");
+            assert_eq!(field["tributary.source_type"], *source);
+            assert_eq!(field["tributary.column_id"], i + 1);
+            assert!(field.get("tributary.column").is_none());
+            assert!(field.get("default").is_none());
+        }
+    }
+
+    #[test]
+    fn sanitises_and_deduplicates_names() {
+        let table = TableSchema::new(
+            "my-schema",
+            "order items",
+            vec![
+                col("a b", ColumnType::Int32, true, 1),
+                col("a_b", ColumnType::Int32, true, 2),
+                col("2nd", ColumnType::Int32, true, 3),
+                col("ünits", ColumnType::Int32, true, 4),
+            ],
+            vec![],
+        );
+        let text = avro_schema("tributary.app.my-schema", &table, &[]).unwrap();
+        let json: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["name"], "order_items");
+        assert_eq!(json["namespace"], "tributary.app.my_schema");
+        let names: Vec<(&str, Option<&str>)> = json["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["name"].as_str().unwrap(), f["tributary.column"].as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("a_b", Some("a b")),
+                ("a_b_2", Some("a_b")),
+                ("_2nd", Some("2nd")),
+                ("_nits", Some("ünits")),
+            ]
+        );
+        // Nullable fields: a union with null first, default null.
+        assert_eq!(json["fields"][0]["type"], json!(["null", "int"]));
+        assert_eq!(json["fields"][0]["default"], Json::Null);
+        assert!(json["tributary.source_id"].is_null());
+    }
+
+    #[test]
+    fn constant_defaults_of_not_null_columns() {
+        let cases = [
+            (ColumnType::Int32, "0", Some(json!(0))),
+            (ColumnType::Int64, "42", Some(json!(42))),
+            (ColumnType::Int32, "3000000000", None),
+            (ColumnType::Text, "'abc'::text", Some(json!("abc"))),
+            (
+                ColumnType::Text,
+                "'a::b'::character varying",
+                Some(json!("a::b")),
+            ),
+            (ColumnType::Text, "''::text", Some(json!(""))),
+            (ColumnType::Bool, "true", Some(json!(true))),
+            (ColumnType::Float32, "'NaN'::real", None),
+            (ColumnType::Date, "'2024-01-01'::date", None),
+            (ColumnType::Int64, "nextval('t_id_seq'::regclass)", None),
+            (ColumnType::TimestampTz, "now()", None),
+            (ColumnType::Text, "('a'::text || 'b'::text)", None),
+        ];
+        for (ty, default, want) in cases {
+            let mut column = col("c", ty, false, 1);
+            column.default = Some(default.into());
+            let table = TableSchema::new("public", "t", vec![column], vec![]);
+            let json: Json =
+                serde_json::from_str(&avro_schema("ns", &table, &[]).unwrap()).unwrap();
+            assert_eq!(json["fields"][0].get("default"), want.as_ref(), "{default}");
+        }
     }
 }

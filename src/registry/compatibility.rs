@@ -9,13 +9,33 @@
 //! the TRANSITIVE forms check every earlier version instead of the latest;
 //! NONE checks nothing.
 //!
-//! `apache-avro` 0.21 does not resolve the `decimal` logical type (two
-//! identical decimal fields are reported incompatible), so decimals are
-//! checked as their underlying `bytes`, plus one rule of our own: a column
-//! whose precision or scale changes is incompatible in every direction
-//! (a reader decodes the unscaled bytes with the scale of its own schema).
+//! What `apache-avro` 0.21's check (`SchemaCompatibility::can_read`) does,
+//! and what this module adds:
+//!
+//! - Field aliases: honoured on the *reader's* side only (as the Avro spec
+//!   says): a reader field matches a writer field of its own name or of one
+//!   of its aliases. The new version lists a renamed column's earlier names
+//!   as aliases, so BACKWARD sees a rename as a rename. FORWARD cannot: the
+//!   old reader has no alias for the new name, so it sees its field missing
+//!   and needs a default: renaming a NOT NULL column without a default is
+//!   FORWARD- (and FULL-) incompatible, renaming a nullable one is not.
+//! - Unions (our nullable columns, `["null", T]`): a writer union is
+//!   readable when every branch is readable by the reader (a union reader:
+//!   by some branch of it). So NOT NULL → nullable is BACKWARD compatible,
+//!   nullable → NOT NULL is not (the `null` branch has no reader), and
+//!   promotions work inside unions (`["null","int"]` → `["null","long"]`).
+//! - Its failure for a field (`Field 'a' … does not match`) hides the cause
+//!   in the error's source and, for some causes, names Rust-internal kinds;
+//!   [`check`] appends the cause and the two field types as written.
+//! - The `decimal` logical type is not resolved at all (two identical
+//!   decimal fields are reported incompatible), so decimals are checked as
+//!   their underlying `bytes`, plus one rule of our own: a column whose
+//!   decimal precision or scale changes (also inside a list, and to or from
+//!   another type) is incompatible in every direction (a reader decodes the
+//!   unscaled bytes with the scale of its own schema).
 
 use apache_avro::Schema;
+use apache_avro::error::CompatibilityError;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use serde_json::Value as Json;
 
@@ -26,7 +46,8 @@ use crate::schema::{ColumnSchema, ColumnType, TableSchema};
 pub type Version<'a> = (&'a TableSchema, &'a str);
 
 /// Checks `new` against `history` (oldest first, version `i + 1` at index
-/// `i`) under `mode`; `Err` lists every failure in words.
+/// `i`) under `mode`; `Err` lists every failure in words, each naming the
+/// direction and the version it failed against.
 pub fn check(mode: Compatibility, new: Version, history: &[Version]) -> Result<(), Vec<String>> {
     let (backward, forward, transitive) = match mode {
         Compatibility::None => return Ok(()),
@@ -42,27 +63,29 @@ pub fn check(mode: Compatibility, new: Version, history: &[Version]) -> Result<(
     } else {
         history.iter().enumerate().next_back().into_iter().collect()
     };
-    let new_schema = checkable(new.1).map_err(|e| vec![e])?;
+    let new_schema = Checkable::parse(new.1).map_err(|e| vec![e])?;
     let mut problems = Vec::new();
     for (i, (old_table, old_text)) in against {
         let version = i + 1;
-        let old_schema = checkable(old_text).map_err(|e| vec![e])?;
+        let old_schema = Checkable::parse(old_text).map_err(|e| vec![e])?;
         for change in decimal_changes(old_table, new.0) {
             problems.push(format!(
                 "{change}: readers decode decimals with their own schema's scale (version {version})"
             ));
         }
         if backward {
-            if let Err(e) = SchemaCompatibility::can_read(&old_schema, &new_schema) {
+            if let Err(e) = SchemaCompatibility::can_read(&old_schema.schema, &new_schema.schema) {
                 problems.push(format!(
-                    "consumers on the new version cannot read data written with version {version}: {e}"
+                    "consumers on the new version cannot read data written with version {version}: {}",
+                    reason(&e, &old_schema.json, &new_schema.json)
                 ));
             }
         }
         if forward {
-            if let Err(e) = SchemaCompatibility::can_read(&new_schema, &old_schema) {
+            if let Err(e) = SchemaCompatibility::can_read(&new_schema.schema, &old_schema.schema) {
                 problems.push(format!(
-                    "consumers on version {version} cannot read data written with the new version: {e}"
+                    "consumers on version {version} cannot read data written with the new version: {}",
+                    reason(&e, &new_schema.json, &old_schema.json)
                 ));
             }
         }
@@ -74,47 +97,104 @@ pub fn check(mode: Compatibility, new: Version, history: &[Version]) -> Result<(
     }
 }
 
-/// The schema as `apache-avro` can check it: `decimal` logical types
-/// replaced by their `bytes` (see the module doc).
-fn checkable(text: &str) -> Result<Schema, String> {
-    fn strip(value: &mut Json) {
-        match value {
-            Json::Object(map) => {
-                if map.get("logicalType").and_then(Json::as_str) == Some("decimal") {
-                    map.remove("logicalType");
-                    map.remove("precision");
-                    map.remove("scale");
-                }
-                map.values_mut().for_each(strip);
-            }
-            Json::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    let mut json: Json =
-        serde_json::from_str(text).map_err(|e| format!("a stored schema is not JSON: {e}"))?;
-    strip(&mut json);
-    Schema::parse_str(&json.to_string()).map_err(|e| format!("a stored schema is not Avro: {e}"))
+/// A schema as `apache-avro` can check it, `decimal` logical types
+/// replaced by their `bytes` (see the module doc), with its JSON for
+/// messages.
+struct Checkable {
+    schema: Schema,
+    json: Json,
 }
 
-/// Columns (matched like [`describe_change`]) whose decimal precision or
-/// scale differs.
+impl Checkable {
+    fn parse(text: &str) -> Result<Checkable, String> {
+        fn strip(value: &mut Json) {
+            match value {
+                Json::Object(map) => {
+                    if map.get("logicalType").and_then(Json::as_str) == Some("decimal") {
+                        map.remove("logicalType");
+                        map.remove("precision");
+                        map.remove("scale");
+                    }
+                    map.values_mut().for_each(strip);
+                }
+                Json::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        let json: Json =
+            serde_json::from_str(text).map_err(|e| format!("a stored schema is not JSON: {e}"))?;
+        let mut stripped = json.clone();
+        strip(&mut stripped);
+        let schema = Schema::parse_str(&stripped.to_string())
+            .map_err(|e| format!("a stored schema is not Avro: {e}"))?;
+        Ok(Checkable { schema, json })
+    }
+}
+
+/// `apache-avro`'s reason, with the cause it keeps in the error's source
+/// and, for a field, the field's type on each side.
+fn reason(error: &CompatibilityError, writer: &Json, reader: &Json) -> String {
+    let CompatibilityError::FieldTypeMismatch(field, cause) = error else {
+        return error.to_string();
+    };
+    let cause = match cause.as_ref() {
+        // Both carry Rust debug dumps or internal names; say what they mean.
+        CompatibilityError::WrongType { .. } => {
+            "the writer's and the reader's types are of different kinds".to_string()
+        }
+        CompatibilityError::Inconclusive(_) => {
+            "no Avro resolution rule reads the writer's type as the reader's".to_string()
+        }
+        other => other.to_string(),
+    };
+    let mut text = format!("{error}: {cause}");
+    if let Some(reader_field) = find_field(reader, field, &[]) {
+        let aliases: Vec<&str> = reader_field["aliases"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Json::as_str).collect())
+            .unwrap_or_default();
+        if let Some(writer_field) = find_field(writer, field, &aliases) {
+            text.push_str(&format!(
+                " (written as {}, read as {})",
+                writer_field["type"], reader_field["type"]
+            ));
+        }
+    }
+    text
+}
+
+/// The field of a record schema named `name` or one of `aliases`.
+fn find_field<'a>(record: &'a Json, name: &str, aliases: &[&str]) -> Option<&'a Json> {
+    let fields = record["fields"].as_array()?;
+    fields.iter().find(|f| f["name"] == name).or_else(|| {
+        fields
+            .iter()
+            .find(|f| f["name"].as_str().is_some_and(|n| aliases.contains(&n)))
+    })
+}
+
+/// Columns (matched like [`describe_change`]) whose decimal type differs,
+/// the decimal anywhere in the type (a list's elements too).
 fn decimal_changes(old: &TableSchema, new: &TableSchema) -> Vec<String> {
+    fn has_decimal(data_type: &ColumnType) -> bool {
+        match data_type {
+            ColumnType::Decimal { .. } => true,
+            ColumnType::List { element } => has_decimal(element),
+            _ => false,
+        }
+    }
     let mut changes = Vec::new();
     for column in &new.columns {
         let Some(before) = old.columns.iter().find(|c| same_column(c, column)) else {
             continue;
         };
-        if let (ColumnType::Decimal { .. }, ColumnType::Decimal { .. })
-        | (ColumnType::Decimal { .. }, _)
-        | (_, ColumnType::Decimal { .. }) = (&before.data_type, &column.data_type)
+        if (has_decimal(&before.data_type) || has_decimal(&column.data_type))
+            && before.data_type != column.data_type
         {
-            if before.data_type != column.data_type {
-                changes.push(format!(
-                    "column {}: {} → {}",
-                    column.name, before.data_type, column.data_type
-                ));
-            }
+            changes.push(format!(
+                "column {}: {} → {}",
+                column.name, before.data_type, column.data_type
+            ));
         }
     }
     changes
@@ -213,6 +293,11 @@ mod tests {
     use super::*;
     use crate::registry::avro_schema::avro_schema;
     use crate::schema::ColumnType;
+    use Compatibility::{
+        Backward, BackwardTransitive, Forward, ForwardTransitive, Full, FullTransitive,
+    };
+
+    const NONE: Compatibility = Compatibility::None;
 
     fn col(name: &str, ty: ColumnType, source: &str, nullable: bool, id: u32) -> ColumnSchema {
         ColumnSchema {
@@ -229,11 +314,27 @@ mod tests {
         col("id", ColumnType::Int64, "int8", false, 1)
     }
 
-    fn table(columns: Vec<ColumnSchema>) -> TableSchema {
+    /// `public.t (id int8 primary key, <extra>)`.
+    fn table(extra: Vec<ColumnSchema>) -> TableSchema {
+        let mut columns = vec![id()];
+        columns.extend(extra);
         TableSchema::new("public", "t", columns, vec![0])
     }
 
-    /// Avro schemas of `versions` (each with the earlier ones for aliases).
+    fn int4(name: &str, nullable: bool, id: u32) -> ColumnSchema {
+        col(name, ColumnType::Int32, "int4", nullable, id)
+    }
+
+    fn int8(name: &str, nullable: bool, id: u32) -> ColumnSchema {
+        col(name, ColumnType::Int64, "int8", nullable, id)
+    }
+
+    fn text(name: &str, nullable: bool, id: u32) -> ColumnSchema {
+        col(name, ColumnType::Text, "text", nullable, id)
+    }
+
+    /// Avro schemas of `versions` (each with the earlier ones for aliases,
+    /// as the registry derives them).
     fn avro(versions: &[&TableSchema]) -> Vec<String> {
         versions
             .iter()
@@ -242,6 +343,7 @@ mod tests {
             .collect()
     }
 
+    /// Checks the last of `versions` against the others under `mode`.
     fn run(mode: Compatibility, versions: &[&TableSchema]) -> Result<(), Vec<String>> {
         let texts = avro(versions);
         let all: Vec<Version> = versions
@@ -253,64 +355,174 @@ mod tests {
         check(mode, *new, history)
     }
 
-    /// Whether the last of `versions` passes `mode` against the others.
-    fn ok(mode: Compatibility, versions: &[&TableSchema]) -> bool {
-        run(mode, versions).is_ok()
+    /// The modes under which the last of `versions` passes.
+    fn passes(versions: &[&TableSchema]) -> Vec<Compatibility> {
+        [
+            Backward,
+            BackwardTransitive,
+            Forward,
+            ForwardTransitive,
+            Full,
+            FullTransitive,
+            NONE,
+        ]
+        .into_iter()
+        .filter(|&mode| run(mode, versions).is_ok())
+        .collect()
+    }
+
+    const ALL: [Compatibility; 7] = [
+        Backward,
+        BackwardTransitive,
+        Forward,
+        ForwardTransitive,
+        Full,
+        FullTransitive,
+        NONE,
+    ];
+
+    #[test]
+    fn first_version_and_unchanged_shape_pass_every_mode() {
+        let v1 = table(vec![int4("a", false, 2)]);
+        let text = avro(&[&v1]).remove(0);
+        for mode in ALL {
+            assert_eq!(check(mode, (&v1, &text), &[]), Ok(()));
+        }
+        assert_eq!(passes(&[&v1, &v1]), ALL);
+        assert!(describe_change(&v1, &v1).is_empty());
     }
 
     #[test]
-    fn adding_and_dropping_columns() {
-        let v1 = table(vec![id(), col("a", ColumnType::Int32, "int4", true, 2)]);
-        let added = table(vec![
-            id(),
-            col("a", ColumnType::Int32, "int4", true, 2),
-            col("b", ColumnType::Text, "text", true, 3),
-        ]);
-        assert!(ok(Compatibility::Backward, &[&v1, &added]));
-        assert!(ok(Compatibility::Forward, &[&v1, &added]));
-        assert!(ok(Compatibility::Full, &[&v1, &added]));
-        let mut required = added.clone();
-        required.columns[2].nullable = false;
-        assert!(!ok(Compatibility::Backward, &[&v1, &required]));
-        assert!(ok(Compatibility::Forward, &[&v1, &required]));
-        required.columns[2].default = Some("'x'::text".into());
-        assert!(ok(Compatibility::Backward, &[&v1, &required]));
-        let dropped = table(vec![id()]);
-        assert!(ok(Compatibility::Backward, &[&v1, &dropped]));
-        // Old readers need a default for the nullable column they lose.
-        assert!(ok(Compatibility::Forward, &[&v1, &dropped]));
-        let mut strict = v1.clone();
-        strict.columns[1].nullable = false;
-        let v1_strict = strict.clone();
-        assert!(!ok(Compatibility::Forward, &[&v1_strict, &dropped]));
-        assert!(ok(Compatibility::None, &[&v1_strict, &dropped]));
+    fn add_nullable_column_is_fully_compatible() {
+        let v1 = table(vec![int4("a", true, 2)]);
+        let v2 = table(vec![int4("a", true, 2), text("b", true, 3)]);
+        assert_eq!(passes(&[&v1, &v2]), ALL);
         assert_eq!(
-            describe_change(&v1, &added),
+            describe_change(&v1, &v2),
             vec!["added column b (text, nullable)"]
         );
-        assert_eq!(describe_change(&v1, &dropped), vec!["dropped column a"]);
     }
 
     #[test]
-    fn type_changes() {
-        let int = table(vec![id(), col("a", ColumnType::Int32, "int4", false, 2)]);
-        let long = table(vec![id(), col("a", ColumnType::Int64, "int8", false, 2)]);
-        let text = table(vec![id(), col("a", ColumnType::Text, "text", false, 2)]);
-        assert!(
-            ok(Compatibility::Backward, &[&int, &long]),
-            "int → long widens"
+    fn add_not_null_column_needs_a_constant_default() {
+        let v1 = table(vec![int4("a", true, 2)]);
+        let mut v2 = table(vec![int4("a", true, 2), text("b", false, 3)]);
+        // No default: new readers have nothing to fill `b` with in old data.
+        assert_eq!(passes(&[&v1, &v2]), [Forward, ForwardTransitive, NONE]);
+        let problems = run(Backward, &[&v1, &v2]).unwrap_err();
+        assert_eq!(
+            problems,
+            vec![
+                "consumers on the new version cannot read data written with version 1: Incompatible schemata! Field 'b' in reader schema must have a default value"
+            ]
         );
-        assert!(!ok(Compatibility::Forward, &[&int, &long]));
-        assert!(
-            !ok(Compatibility::Backward, &[&long, &int]),
-            "long → int narrows"
+        // A constant default becomes the Avro default.
+        v2.columns[2].default = Some("'none'::text".into());
+        assert_eq!(passes(&[&v1, &v2]), ALL);
+        assert_eq!(
+            describe_change(&v1, &v2),
+            vec!["added column b (text, NOT NULL, default 'none'::text)"]
         );
-        assert!(!ok(Compatibility::Backward, &[&text, &int]));
-        let problems = run(Compatibility::Backward, &[&long, &int]).unwrap_err();
-        assert!(problems[0].contains("version 1"), "{problems:?}");
+        // A volatile default is not a value Avro can hold.
+        v2.columns[2] = col("b", ColumnType::TimestampTz, "timestamptz", false, 3);
+        v2.columns[2].default = Some("now()".into());
+        assert!(run(Backward, &[&v1, &v2]).is_err());
+    }
+
+    #[test]
+    fn drop_column() {
+        let v1 = table(vec![int4("a", true, 2), text("b", true, 3)]);
+        let v2 = table(vec![int4("a", true, 2)]);
+        // Old readers fill the dropped nullable column with its default null.
+        assert_eq!(passes(&[&v1, &v2]), ALL);
+        assert_eq!(describe_change(&v1, &v2), vec!["dropped column b"]);
+        // A NOT NULL column without default: old readers cannot fill it.
+        let strict = table(vec![int4("a", true, 2), text("b", false, 3)]);
+        assert_eq!(
+            passes(&[&strict, &v2]),
+            [Backward, BackwardTransitive, NONE]
+        );
+        let problems = run(Forward, &[&strict, &v2]).unwrap_err();
+        assert_eq!(
+            problems,
+            vec![
+                "consumers on version 1 cannot read data written with the new version: Incompatible schemata! Field 'b' in reader schema must have a default value"
+            ]
+        );
+    }
+
+    #[test]
+    fn widening_and_narrowing() {
+        let int = table(vec![int4("a", false, 2)]);
+        let long = table(vec![int8("a", false, 2)]);
+        // int4 → int8: int promotes to long (BACKWARD); long data cannot
+        // be read as int (FORWARD).
+        assert_eq!(passes(&[&int, &long]), [Backward, BackwardTransitive, NONE]);
+        // int8 → int4: the reverse.
+        assert_eq!(passes(&[&long, &int]), [Forward, ForwardTransitive, NONE]);
+        let problems = run(Backward, &[&long, &int]).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        let problem = &problems[0];
+        assert!(
+            problem.starts_with(
+                "consumers on the new version cannot read data written with version 1: Incompatible schemata! Field 'a' in reader schema does not match the type in the writer schema: Incompatible schema types! The readers_schema should have been"
+            ),
+            "{problem}"
+        );
+        assert!(
+            problem.ends_with(r#"(written as "long", read as "int")"#),
+            "{problem}"
+        );
         assert_eq!(
             describe_change(&long, &int),
             vec!["column a: type int8 → int4"]
+        );
+        // Promotion works inside the nullable union too.
+        let int_null = table(vec![int4("a", true, 2)]);
+        let long_null = table(vec![int8("a", true, 2)]);
+        assert!(run(Backward, &[&int_null, &long_null]).is_ok());
+        assert!(run(Backward, &[&long_null, &int_null]).is_err());
+    }
+
+    #[test]
+    fn incompatible_type_changes() {
+        let txt = table(vec![text("a", false, 2)]);
+        let int = table(vec![int4("a", false, 2)]);
+        assert_eq!(passes(&[&txt, &int]), [NONE]);
+        assert_eq!(passes(&[&int, &txt]), [NONE]);
+        let list = table(vec![col(
+            "a",
+            ColumnType::List {
+                element: Box::new(ColumnType::Int32),
+            },
+            "_int4",
+            false,
+            2,
+        )]);
+        let problems = run(Backward, &[&int, &list]).unwrap_err();
+        assert!(
+            problems[0].ends_with(
+                r#"(written as "int", read as {"items":["null","int"],"type":"array"})"#
+            ),
+            "{problems:?}"
+        );
+        // timestamp → timestamptz changes meaning: not resolvable.
+        let local = table(vec![col("a", ColumnType::Timestamp, "timestamp", true, 2)]);
+        let utc = table(vec![col(
+            "a",
+            ColumnType::TimestampTz,
+            "timestamptz",
+            true,
+            2,
+        )]);
+        assert_eq!(passes(&[&local, &utc]), [NONE]);
+        // text → uuid and back: a uuid is read as a string and vice versa.
+        let uuid = table(vec![col("a", ColumnType::Text, "uuid", true, 2)]);
+        let txt_null = table(vec![text("a", true, 2)]);
+        assert_eq!(passes(&[&txt_null, &uuid]), ALL);
+        assert_eq!(
+            describe_change(&txt_null, &uuid),
+            vec!["column a: type text → uuid"]
         );
     }
 
@@ -320,61 +532,205 @@ mod tests {
             precision: p,
             scale: s,
         };
-        let v1 = table(vec![id(), col("p", dec(10, 2), "numeric(10,2)", true, 2)]);
+        let v1 = table(vec![col("p", dec(10, 2), "numeric(10,2)", true, 2)]);
+        // apache-avro alone calls identical decimals incompatible.
         let same = table(vec![
-            id(),
             col("p", dec(10, 2), "numeric(10,2)", true, 2),
-            col("q", ColumnType::Text, "text", true, 3),
+            text("q", true, 3),
         ]);
-        assert!(ok(Compatibility::Full, &[&v1, &same]));
-        let rescaled = table(vec![id(), col("p", dec(12, 4), "numeric(12,4)", true, 2)]);
-        let problems = run(Compatibility::Backward, &[&v1, &rescaled]).unwrap_err();
+        assert_eq!(passes(&[&v1, &same]), ALL);
+        let rescaled = table(vec![col("p", dec(12, 4), "numeric(12,4)", true, 2)]);
+        assert_eq!(passes(&[&v1, &rescaled]), [NONE]);
+        let problems = run(Backward, &[&v1, &rescaled]).unwrap_err();
+        assert_eq!(
+            problems,
+            vec![
+                "column p: decimal(10,2) → decimal(12,4): readers decode decimals with their own schema's scale (version 1)"
+            ]
+        );
+        let list = |s| ColumnType::List {
+            element: Box::new(dec(10, s)),
+        };
+        let l1 = table(vec![col("p", list(2), "_numeric", true, 2)]);
+        let l2 = table(vec![col("p", list(3), "_numeric", true, 2)]);
+        assert_eq!(passes(&[&l1, &l1]), ALL);
+        assert_eq!(passes(&[&l1, &l2]), [NONE]);
+        // decimal → text would pass as bytes → string; it is refused.
+        let as_text = table(vec![text("p", true, 2)]);
+        assert_eq!(passes(&[&v1, &as_text]), [NONE]);
+    }
+
+    #[test]
+    fn nullability_changes() {
+        let nullable = table(vec![int4("a", true, 2)]);
+        let required = table(vec![int4("a", false, 2)]);
+        // NOT NULL → nullable: the new union reads every old int; old
+        // readers cannot read a null.
+        assert_eq!(
+            passes(&[&required, &nullable]),
+            [Backward, BackwardTransitive, NONE]
+        );
+        assert_eq!(
+            describe_change(&required, &nullable),
+            vec!["column a: now nullable"]
+        );
+        // nullable → NOT NULL: the reverse.
+        assert_eq!(
+            passes(&[&nullable, &required]),
+            [Forward, ForwardTransitive, NONE]
+        );
+        let problems = run(Backward, &[&nullable, &required]).unwrap_err();
         assert!(
-            problems[0].contains("decimal(10,2) → decimal(12,4)"),
+            problems[0].ends_with(
+                r#"no Avro resolution rule reads the writer's type as the reader's (written as ["null","int"], read as "int")"#
+            ),
+            "{problems:?}"
+        );
+        assert_eq!(
+            describe_change(&nullable, &required),
+            vec!["column a: now NOT NULL"]
+        );
+    }
+
+    #[test]
+    fn rename_of_a_nullable_column() {
+        let v1 = table(vec![int4("a", true, 2)]);
+        let v2 = table(vec![int4("b", true, 2)]);
+        // BACKWARD through the alias; FORWARD because old readers fill the
+        // `a` they no longer find with its default null.
+        assert_eq!(passes(&[&v1, &v2]), ALL);
+        assert_eq!(describe_change(&v1, &v2), vec!["renamed column a to b"]);
+    }
+
+    #[test]
+    fn rename_of_a_not_null_column() {
+        let v1 = table(vec![int4("a", false, 2)]);
+        let v2 = table(vec![int4("b", false, 2)]);
+        // The new reader's alias `a` finds the old field: BACKWARD. The old
+        // reader has no alias for `b` (apache-avro, like the spec, ignores
+        // the writer's aliases) and no default for `a`: not FORWARD.
+        assert_eq!(passes(&[&v1, &v2]), [Backward, BackwardTransitive, NONE]);
+        assert_eq!(
+            run(Forward, &[&v1, &v2]).unwrap_err(),
+            vec![
+                "consumers on version 1 cannot read data written with the new version: Incompatible schemata! Field 'a' in reader schema must have a default value"
+            ]
+        );
+        // Without column ids it is a drop and an add (no alias).
+        let mut a = v1.clone();
+        a.columns[1].id = None;
+        let mut b = v2.clone();
+        b.columns[1].id = None;
+        assert_eq!(passes(&[&a, &b]), [NONE]);
+        assert_eq!(
+            describe_change(&a, &b),
+            vec!["dropped column a", "added column b (int4, NOT NULL)"]
+        );
+        // Renamed twice: both earlier names are aliases, so transitive
+        // BACKWARD holds against version 1 too.
+        let v3 = table(vec![int4("c", false, 2)]);
+        assert_eq!(
+            passes(&[&v1, &v2, &v3]),
+            [Backward, BackwardTransitive, NONE]
+        );
+    }
+
+    #[test]
+    fn transitive_modes_check_every_version() {
+        // v1: a int4 NOT NULL; v2: a dropped; v3: a re-added as text
+        // (a new column: new attnum, so no alias).
+        let v1 = table(vec![int4("a", false, 2)]);
+        let v2 = table(vec![]);
+        let v3 = table(vec![text("a", false, 3)]);
+        assert_eq!(passes(&[&v1, &v2]), [Backward, BackwardTransitive, NONE]);
+        // v3 against v2: a NOT NULL column without default was added
+        // (not BACKWARD); v2 readers ignore it (FORWARD). Against v1, the
+        // v1 reader's `a` is an int and v3 writes a string.
+        assert_eq!(passes(&[&v1, &v2, &v3]), [Forward, NONE]);
+        let problems = run(FullTransitive, &[&v1, &v2, &v3]).unwrap_err();
+        // Both directions against v1, BACKWARD against v2.
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "consumers on the new version cannot read data written with version 1:"
+            )
+        );
+        assert!(problems[0].ends_with(r#"(written as "int", read as "string")"#));
+        assert!(
+            problems[1].starts_with(
+                "consumers on version 1 cannot read data written with the new version:"
+            )
+        );
+        assert!(
+            problems[2].starts_with(
+                "consumers on the new version cannot read data written with version 2:"
+            )
+        );
+        // Re-added as nullable: fine against v2 in both directions, but
+        // neither direction resolves int against string: FULL passes,
+        // every transitive mode fails.
+        let v3n = table(vec![text("a", true, 3)]);
+        assert_eq!(passes(&[&v1, &v2, &v3n]), [Backward, Forward, Full, NONE]);
+        let problems = run(BackwardTransitive, &[&v1, &v2, &v3n]).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "consumers on the new version cannot read data written with version 1:"
+            ),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].ends_with(r#"(written as "int", read as ["null","string"])"#),
             "{problems:?}"
         );
     }
 
     #[test]
-    fn nullability_changes() {
-        let nullable = table(vec![id(), col("a", ColumnType::Int32, "int4", true, 2)]);
-        let required = table(vec![id(), col("a", ColumnType::Int32, "int4", false, 2)]);
-        assert!(ok(Compatibility::Backward, &[&required, &nullable]));
-        assert!(!ok(Compatibility::Backward, &[&nullable, &required]));
+    fn describe_table_level_changes() {
+        let v1 = table(vec![int4("a", false, 2), text("k", false, 3)]);
+        let mut rekeyed = v1.clone();
+        rekeyed.key = vec![0, 2];
         assert_eq!(
-            describe_change(&required, &nullable),
-            vec!["column a: now nullable"]
+            describe_change(&v1, &rekeyed),
+            vec!["key changed from (id) to (id, k)"]
         );
-    }
-
-    #[test]
-    fn renames_resolve_through_aliases() {
-        let v1 = table(vec![id(), col("a", ColumnType::Int32, "int4", false, 2)]);
-        let v2 = table(vec![id(), col("b", ColumnType::Int32, "int4", false, 2)]);
-        // The NOT NULL column has no default: only the alias makes this pass.
-        assert!(ok(Compatibility::Backward, &[&v1, &v2]));
-        assert_eq!(describe_change(&v1, &v2), vec!["renamed column a to b"]);
-        // Without ids it is a drop and an add.
-        let mut a = v1.clone();
-        a.columns[1].id = None;
-        let mut b = v2.clone();
-        b.columns[1].id = None;
-        assert!(!ok(Compatibility::Backward, &[&a, &b]));
-    }
-
-    #[test]
-    fn transitive_checks_every_version() {
-        let v1 = table(vec![id(), col("a", ColumnType::Int32, "int4", false, 2)]);
-        let v2 = table(vec![id()]);
-        let v3 = table(vec![id(), col("a", ColumnType::Text, "text", false, 3)]);
-        // v3 vs v2: a NOT NULL column without default is added → not backward.
-        assert!(!ok(Compatibility::Backward, &[&v1, &v2, &v3]));
-        let mut v3n = v3.clone();
-        v3n.columns[1].nullable = true;
-        // Nullable: fine against v2, but v1 wrote `a` as int, which the
-        // string field of v3 cannot read.
-        assert!(ok(Compatibility::Backward, &[&v1, &v2, &v3n]));
-        assert!(!ok(Compatibility::BackwardTransitive, &[&v1, &v2, &v3n]));
-        assert!(!ok(Compatibility::FullTransitive, &[&v1, &v2, &v3n]));
+        let old = v1.clone().with_source_id(Some(123));
+        let recreated = v1.clone().with_source_id(Some(456));
+        assert_eq!(
+            describe_change(&old, &recreated),
+            vec!["table recreated (source id 123 → 456)"]
+        );
+        let mut renamed = old.clone();
+        renamed.name = "t2".into();
+        assert_eq!(
+            describe_change(&old, &renamed),
+            vec!["table renamed from public.t to public.t2"]
+        );
+        // Several changes at once, in a stable order.
+        let mut many = v1.clone();
+        many.columns[1] = int8("a2", true, 2);
+        many.columns.push(text("c", true, 4));
+        many.columns.remove(2);
+        many.key = vec![0];
+        assert_eq!(
+            describe_change(&v1, &many),
+            vec![
+                "dropped column k",
+                "renamed column a to a2",
+                "column a2: type int4 → int8",
+                "column a2: now nullable",
+                "added column c (text, nullable)",
+            ]
+        );
+        // Matched by name when ids are missing.
+        let mut no_ids = v1.clone();
+        no_ids.columns.iter_mut().for_each(|c| c.id = None);
+        let mut no_ids_2 = no_ids.clone();
+        no_ids_2.columns[1].data_type = ColumnType::Int64;
+        no_ids_2.columns[1].source_type = "int8".into();
+        assert_eq!(
+            describe_change(&no_ids, &no_ids_2),
+            vec!["column a: type int4 → int8"]
+        );
     }
 }

@@ -51,23 +51,45 @@ pub enum RegistryError {
     /// A change of shape that breaks the compatibility mode, under
     /// `on_incompatible_schema = "fail"` (definite; nothing was written).
     #[error(
-        "table {table} changed shape incompatibly ({mode}) after schema version {latest_version} of {subject}: {changes}; {problems}. Options: revert the change at the source; or set on_incompatible_schema = \"new_version\" for this source to register version {next} and continue (the manifest marks the boundary); or relax schema_compatibility / table_compatibility. The checkpoint has not moved past this change; restart after changing the config"
+        "table {table} changed shape incompatibly ({mode_name}) after schema version {latest_version} of {subject}: {change_list}; {problem_list}. Options: revert the change at the source; or set on_incompatible_schema = \"new_version\" for this source to register version {next} and continue (the manifest marks the boundary); or relax schema_compatibility / table_compatibility. The checkpoint has not moved past this change; restart after changing the config",
+        mode_name = .mode.confluent_name(),
+        change_list = in_words(.changes, "the shape changed"),
+        problem_list = in_words(.problems, "the check failed"),
+        next = .latest_version + 1,
     )]
     Incompatible {
         subject: String,
+        /// `namespace.table`.
         table: String,
+        /// The subject's latest version, the one the change follows.
         latest_version: u32,
-        next: u32,
-        mode: &'static str,
-        changes: String,
-        problems: String,
+        /// The mode the check failed under.
+        mode: Compatibility,
+        /// What changed against the latest version, in words.
+        changes: Vec<String>,
+        /// Why the check failed, each naming the direction and version.
+        problems: Vec<String>,
     },
+    /// Reading or writing the registry's files failed (transient or
+    /// definite as the [`SinkError`] is).
     #[error("schema registry: {0}")]
     Store(#[from] SinkError),
+    /// A registry file is damaged, missing or newer than this build
+    /// (definite; the message names the file and the remedy).
     #[error("schema registry: {0}")]
     Corrupt(String),
+    /// A table shape has no valid Avro schema (a bug; definite).
     #[error("schema registry: {0}")]
     InvalidSchema(String),
+}
+
+/// `items` joined by `; `, or `empty` when there are none.
+fn in_words(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join("; ")
+    }
 }
 
 impl RegistryError {
@@ -80,6 +102,7 @@ impl RegistryError {
 /// The result of [`SchemaRegistry::register`].
 #[derive(Debug, Clone)]
 pub struct Registered {
+    /// The version this shape has (new or found).
     pub version: SchemaVersion,
     /// True when this call wrote the version.
     pub new: bool,
@@ -182,6 +205,12 @@ impl SchemaRegistry {
         })
     }
 
+    /// The subject of `table` read by source `source`:
+    /// `<source>.<namespace>.<table>-value` (Debezium/Confluent naming).
+    pub fn subject_name(source: &str, table: &TableSchema) -> String {
+        crate::schema::subject_name(source, &table.qualified_name())
+    }
+
     /// Registers `table` under `subject` (or finds it registered), checking
     /// compatibility per `mode` and applying `on_incompatible`. The Avro
     /// record is placed in `avro_namespace`.
@@ -233,14 +262,9 @@ impl SchemaRegistry {
                 subject: subject.to_string(),
                 table: table.qualified_name(),
                 latest_version: number - 1,
-                next: number,
-                mode: mode.confluent_name(),
-                changes: if changes.is_empty() {
-                    "the shape changed".to_string()
-                } else {
-                    changes.join("; ")
-                },
-                problems: problems.join("; "),
+                mode,
+                changes,
+                problems,
             });
         }
         let id = self

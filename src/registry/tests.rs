@@ -167,3 +167,157 @@ async fn damaged_and_newer_files_are_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn opens_thousands_of_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(dir.path()).await;
+    let first = register(&registry, &shape(vec![]), OnIncompatible::Fail)
+        .await
+        .unwrap()
+        .version;
+    // 50 subjects × 60 versions, written directly (registering them one by
+    // one would fsync 3000 times).
+    for s in 0..50 {
+        let subject = format!("app.public.t{s}-value");
+        for v in 1..=60 {
+            let version = SchemaVersion {
+                subject: subject.clone(),
+                version: v,
+                fingerprint: format!("{s}-{v}"),
+                ..first.clone()
+            };
+            let path = dir.path().join(version_path(&subject, v));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, serde_json::to_vec_pretty(&version).unwrap()).unwrap();
+        }
+    }
+    let started = std::time::Instant::now();
+    let reopened = open(dir.path()).await;
+    let took = started.elapsed();
+    eprintln!("opened 3001 versions in {took:?}");
+    assert_eq!(reopened.subjects().len(), 51);
+    assert_eq!(reopened.versions("app.public.t7-value").unwrap().len(), 60);
+    assert_eq!(
+        reopened
+            .lookup("app.public.t7-value", "7-33")
+            .unwrap()
+            .version,
+        33
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_registered_shape_is_found_without_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(dir.path()).await;
+    let v1 = shape(vec![col("a", ColumnType::Int32, "int4", true, 2)]);
+    let first = register(&registry, &v1, OnIncompatible::Fail)
+        .await
+        .unwrap();
+    // With the file gone, the same shape still resolves from memory (and
+    // is not written again).
+    let path = dir.path().join(version_path(S, 1));
+    std::fs::remove_file(&path).unwrap();
+    let again = register(&registry, &v1, OnIncompatible::Fail)
+        .await
+        .unwrap();
+    assert!(!again.new);
+    assert_eq!(again.version, first.version);
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn concurrent_registrations_get_distinct_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(dir.path()).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                // Each task adds one more nullable column: every shape is
+                // compatible with every other.
+                let extra = (0..=i)
+                    .map(|c| col(&format!("c{c}"), ColumnType::Text, "text", true, c + 2))
+                    .collect();
+                register(&registry, &shape(extra), OnIncompatible::NewVersion)
+                    .await
+                    .unwrap()
+                    .version
+                    .version
+            })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for task in tasks {
+        numbers.push(task.await.unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=8).collect::<Vec<u32>>());
+    assert_eq!(open(dir.path()).await.versions(S), Some(numbers));
+}
+
+#[tokio::test]
+async fn subject_names_and_id_collisions() {
+    let table = shape(vec![]);
+    assert_eq!(
+        SchemaRegistry::subject_name("app", &table),
+        "app.public.t-value"
+    );
+    // An id taken by another schema text: the next free id is used; the
+    // same text keeps its id.
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(dir.path()).await;
+    let taken = register(&registry, &table, OnIncompatible::Fail)
+        .await
+        .unwrap()
+        .version;
+    let mut state = State::default();
+    state.add(SchemaVersion {
+        schema: "{\"type\":\"string\"}".into(),
+        ..taken.clone()
+    });
+    assert_eq!(state.id_for(&taken.schema), taken.id + 1);
+    let mut state = State::default();
+    state.add(taken.clone());
+    assert_eq!(state.id_for(&taken.schema), taken.id);
+    assert!(taken.id > 0 && taken.id <= 0x7fff_ffff);
+}
+
+#[tokio::test]
+async fn incompatible_error_is_the_operator_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open(dir.path()).await;
+    let wide = shape(vec![col("a", ColumnType::Int64, "int8", false, 2)]);
+    let narrow = shape(vec![col("a", ColumnType::Int32, "int4", false, 2)]);
+    register(&registry, &wide, OnIncompatible::Fail)
+        .await
+        .unwrap();
+    let err = register(&registry, &narrow, OnIncompatible::Fail)
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient());
+    let RegistryError::Incompatible {
+        subject,
+        table,
+        latest_version,
+        mode,
+        changes,
+        problems,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        (subject.as_str(), table.as_str(), *latest_version, *mode),
+        (S, "public.t", 1, Compatibility::Backward)
+    );
+    assert_eq!(changes, &["column a: type int8 → int4"]);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(
+        err.to_string(),
+        "table public.t changed shape incompatibly (BACKWARD) after schema version 1 of app.public.t-value: column a: type int8 → int4; consumers on the new version cannot read data written with version 1: Incompatible schemata! Field 'a' in reader schema does not match the type in the writer schema: Incompatible schema types! The readers_schema should have been [Long, Float, Double, TimeMicros, TimestampMillis, TimestampMicros, TimestampNanos, LocalTimestampMillis, LocalTimestampMicros, LocalTimestampNanos] (written as \"long\", read as \"int\"). Options: revert the change at the source; or set on_incompatible_schema = \"new_version\" for this source to register version 2 and continue (the manifest marks the boundary); or relax schema_compatibility / table_compatibility. The checkpoint has not moved past this change; restart after changing the config"
+    );
+    assert!(!dir.path().join(version_path(S, 2)).exists());
+}

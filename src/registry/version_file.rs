@@ -20,7 +20,9 @@ pub const REGISTRY_DIR: &str = "_schemas";
 /// One registered schema version of a subject.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SchemaVersion {
+    /// [`REGISTRY_FORMAT_VERSION`] of the tributary that wrote it.
     pub format_version: u32,
+    /// `<source>.<namespace>.<table>-value`.
     pub subject: String,
     /// 1, 2, 3… per subject.
     pub version: u32,

@@ -40,6 +40,8 @@ impl Mariadb {
         let out = Command::new("runuser")
             .args(["-u", "mysql", "--", "mariadb-install-db", "--no-defaults"])
             .arg(format!("--datadir={}", data.display()))
+            // Parallel installs share /tmp otherwise and trip over each other.
+            .arg(format!("--tmpdir={}", path.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .output()
             .expect("mariadb-install-db");
@@ -57,6 +59,7 @@ impl Mariadb {
             .args(["-u", "mysql", "--", "mariadbd", "--no-defaults"])
             .arg(format!("--datadir={}", data.display()))
             .arg("--bind-address=127.0.0.1")
+            .arg(format!("--tmpdir={}", path.display()))
             .arg(format!("--port={port}"))
             .arg(format!("--socket={}", path.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", path.join("mysqld.pid").display()))

@@ -1,21 +1,29 @@
 //! Where a binlog reader is: file coordinates, MariaDB GTID positions and
-//! MySQL GTID sets, and the [`MysqlResume`] point a checkpoint stores.
+//! MySQL GTID sets, the [`MysqlResume`] point a checkpoint stores, and the
+//! [`DumpStart`] a reader asks the server for.
 //!
 //! Sits between the reader ([`crate::reader`]), which reports the position
 //! after every committed transaction, and the daemon's checkpoint, which
-//! persists it only once that transaction is durable in the lake. All three
-//! forms are plain text in the checkpoint (`binlog.000042:1234`,
-//! `0-1-17,1-2-5`, `3e11fa47-…:1-5:7-9`) so an operator can read and edit them.
+//! persists it only once that transaction is durable in the lake. All forms
+//! are plain text in JSON (`binlog.000042` + `1234`, `0-1-17,1-2-5`,
+//! `3e11fa47-…:1-5:7-9`) so an operator can read and edit them.
 
-use std::collections::BTreeMap;
+mod mariadb_gtid;
+mod mysql_gtid;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use mariadb_gtid::{MariaGtid, MariaGtidEvent, MariaGtidPos};
+pub use mysql_gtid::{MysqlGtidSet, format_uuid, uuid_bytes};
+
 /// A binlog file and a byte offset in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BinlogFile {
+    /// File name as the server lists it (`binlog.000042`).
     pub file: String,
+    /// Byte offset in the file (4 is the first event).
     pub pos: u64,
 }
 
@@ -54,167 +62,38 @@ impl Ord for BinlogFile {
     }
 }
 
-/// One MariaDB GTID: `domain-server-sequence`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct MariaGtid {
-    pub domain: u32,
-    pub server: u32,
-    pub seq: u64,
-}
-
-impl MariaGtid {
-    pub fn parse(text: &str) -> Option<MariaGtid> {
-        let mut parts = text.trim().splitn(3, '-');
-        Some(MariaGtid {
-            domain: parts.next()?.parse().ok()?,
-            server: parts.next()?.parse().ok()?,
-            seq: parts.next()?.parse().ok()?,
-        })
-    }
-
-    /// Decodes the body of a MariaDB GTID event (type 162): sequence number
-    /// (8 bytes LE), domain id (4 bytes LE), flags (1 byte); the server id
-    /// comes from the event header.
-    pub fn from_event(server: u32, body: &[u8]) -> Option<MariaGtid> {
-        let seq = u64::from_le_bytes(body.get(0..8)?.try_into().ok()?);
-        let domain = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?);
-        Some(MariaGtid {
-            domain,
-            server,
-            seq,
-        })
-    }
-}
-
-impl fmt::Display for MariaGtid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}-{}", self.domain, self.server, self.seq)
-    }
-}
-
-/// A MariaDB GTID position: the last GTID applied in each replication
-/// domain (what `@@gtid_slave_pos` / `@slave_connect_state` hold).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MariaGtidPos(pub BTreeMap<u32, MariaGtid>);
-
-impl MariaGtidPos {
-    /// Parses `0-1-17,1-2-5` (empty text: the empty position).
-    pub fn parse(text: &str) -> Option<MariaGtidPos> {
-        let mut pos = MariaGtidPos::default();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let gtid = MariaGtid::parse(part)?;
-            if pos.0.insert(gtid.domain, gtid).is_some() {
-                return None;
-            }
-        }
-        Some(pos)
-    }
-
-    /// The position after `gtid` was applied.
-    pub fn apply(&mut self, gtid: MariaGtid) {
-        self.0.insert(gtid.domain, gtid);
-    }
-}
-
-impl fmt::Display for MariaGtidPos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.values().map(MariaGtid::to_string).collect();
-        f.write_str(&parts.join(","))
-    }
-}
-
-/// A MySQL GTID set: per server UUID, the executed transaction numbers as
-/// closed intervals (`uuid:1-5:7-9,uuid2:1-3`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MysqlGtidSet(pub BTreeMap<String, Vec<(u64, u64)>>);
-
-impl MysqlGtidSet {
-    pub fn parse(text: &str) -> Option<MysqlGtidSet> {
-        let mut set = MysqlGtidSet::default();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let mut pieces = part.split(':');
-            let uuid = pieces.next()?.trim().to_ascii_lowercase();
-            if uuid.len() != 36 || uuid.chars().filter(|c| *c == '-').count() != 4 {
-                return None;
-            }
-            for interval in pieces {
-                let (start, end) = match interval.split_once('-') {
-                    Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
-                    None => {
-                        let n = interval.parse().ok()?;
-                        (n, n)
-                    }
-                };
-                if start == 0 || end < start {
-                    return None;
-                }
-                set.add_interval(&uuid, start, end);
-            }
-        }
-        Some(set)
-    }
-
-    /// Adds transaction `gno` of server `uuid`.
-    pub fn add(&mut self, uuid: &str, gno: u64) {
-        self.add_interval(uuid, gno, gno);
-    }
-
-    fn add_interval(&mut self, uuid: &str, start: u64, end: u64) {
-        let intervals = self.0.entry(uuid.to_ascii_lowercase()).or_default();
-        intervals.push((start, end));
-        intervals.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(intervals.len());
-        for &(s, e) in intervals.iter() {
-            match merged.last_mut() {
-                Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
-            }
-        }
-        *intervals = merged;
-    }
-
-    /// Whether transaction `gno` of `uuid` is in the set.
-    pub fn contains(&self, uuid: &str, gno: u64) -> bool {
-        self.0
-            .get(&uuid.to_ascii_lowercase())
-            .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= gno && gno <= e))
-    }
-}
-
-impl fmt::Display for MysqlGtidSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|(uuid, intervals)| {
-                let iv: Vec<String> = intervals
-                    .iter()
-                    .map(|&(s, e)| {
-                        if s == e {
-                            s.to_string()
-                        } else {
-                            format!("{s}-{e}")
-                        }
-                    })
-                    .collect();
-                format!("{uuid}:{}", iv.join(":"))
-            })
-            .collect();
-        f.write_str(&parts.join(","))
-    }
-}
-
 /// Where a MySQL/MariaDB source resumes: always the file coordinates of the
 /// end of the last durable transaction, plus the GTID position when the
-/// server runs with GTIDs (preferred on resume: it survives a failover to a
-/// replica whose file names differ).
+/// server runs with GTIDs (it survives a failover to a replica whose file
+/// names differ). This JSON shape is what checkpoints hold:
+/// `{"file":{"file":"binlog.000003","pos":1234},"mariadb_gtid":"0-1-17"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MysqlResume {
+    /// File coordinates after the last transaction.
     pub file: BinlogFile,
+    /// MariaDB GTID position (`0-1-17,1-2-5`) after the last transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mariadb_gtid: Option<String>,
+    /// MySQL executed GTID set after the last transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mysql_gtid: Option<String>,
+}
+
+impl MysqlResume {
+    /// How to ask the server for the changes after this point: by GTID when
+    /// `prefer_gtid` and a parseable GTID position is present, else by file
+    /// coordinates.
+    pub fn dump_start(&self, prefer_gtid: bool) -> DumpStart {
+        if prefer_gtid {
+            if let Some(pos) = self.mariadb_gtid.as_deref().and_then(MariaGtidPos::parse) {
+                return DumpStart::MariadbGtid(pos);
+            }
+            if let Some(set) = self.mysql_gtid.as_deref().and_then(MysqlGtidSet::parse) {
+                return DumpStart::MysqlGtid(set);
+            }
+        }
+        DumpStart::File(self.file.clone())
+    }
 }
 
 impl fmt::Display for MysqlResume {
@@ -227,6 +106,32 @@ impl fmt::Display for MysqlResume {
             write!(f, " (GTID {g})")?;
         }
         Ok(())
+    }
+}
+
+/// The start of a binlog dump: file coordinates (`COM_BINLOG_DUMP`), a
+/// MariaDB GTID position (`@slave_connect_state`, then `COM_BINLOG_DUMP`),
+/// or a MySQL GTID set (`COM_BINLOG_DUMP_GTID`: every transaction not in
+/// the set). JSON: `{"file":{"file":"binlog.000003","pos":4}}`,
+/// `{"mariadb_gtid":"0-1-17"}`, `{"mysql_gtid":"uuid:1-5"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpStart {
+    /// From this offset of this file.
+    File(BinlogFile),
+    /// After this MariaDB GTID position.
+    MariadbGtid(MariaGtidPos),
+    /// After this MySQL GTID set.
+    MysqlGtid(MysqlGtidSet),
+}
+
+impl fmt::Display for DumpStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DumpStart::File(file) => write!(f, "{file}"),
+            DumpStart::MariadbGtid(pos) => write!(f, "GTID {pos}"),
+            DumpStart::MysqlGtid(set) => write!(f, "GTID set {set}"),
+        }
     }
 }
 
@@ -245,55 +150,6 @@ mod tests {
     }
 
     #[test]
-    fn mariadb_positions() {
-        let mut pos = MariaGtidPos::parse("0-1-17, 1-2-5").unwrap();
-        assert_eq!(pos.to_string(), "0-1-17,1-2-5");
-        pos.apply(MariaGtid::parse("0-3-18").unwrap());
-        assert_eq!(pos.to_string(), "0-3-18,1-2-5");
-        assert_eq!(MariaGtidPos::parse("").unwrap().to_string(), "");
-        assert_eq!(
-            MariaGtidPos::parse("0-1-1,0-1-2"),
-            None,
-            "one GTID per domain"
-        );
-        assert_eq!(MariaGtidPos::parse("0-1"), None);
-        // GTID event body: seq 0x0102 (LE), domain 7 (LE), flags.
-        let body = [2, 1, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1];
-        assert_eq!(
-            MariaGtid::from_event(9, &body),
-            Some(MariaGtid {
-                domain: 7,
-                server: 9,
-                seq: 258
-            })
-        );
-        assert_eq!(MariaGtid::from_event(9, &body[..5]), None);
-    }
-
-    #[test]
-    fn mysql_gtid_sets() {
-        let u1 = "3E11FA47-71CA-11E1-9E33-C80AA9429562";
-        let mut set = MysqlGtidSet::parse(&format!(
-            "{u1}:1-5:7-9,3e11fa47-71ca-11e1-9e33-c80aa9429563:3"
-        ))
-        .unwrap();
-        assert_eq!(
-            set.to_string(),
-            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9,3e11fa47-71ca-11e1-9e33-c80aa9429563:3"
-        );
-        set.add(u1, 6);
-        assert_eq!(
-            set.0[&u1.to_ascii_lowercase()],
-            vec![(1, 9)],
-            "6 joins the intervals"
-        );
-        assert!(set.contains(u1, 9) && !set.contains(u1, 10));
-        assert_eq!(MysqlGtidSet::parse("not-a-uuid:1"), None);
-        assert_eq!(MysqlGtidSet::parse(&format!("{u1}:5-1")), None);
-        assert_eq!(MysqlGtidSet::parse(&format!("{u1}:0")), None);
-    }
-
-    #[test]
     fn resume_points_round_trip_as_json() {
         let resume = MysqlResume {
             file: BinlogFile::parse("binlog.000003:1234").unwrap(),
@@ -307,5 +163,55 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<MysqlResume>(&json).unwrap(), resume);
         assert_eq!(resume.to_string(), "binlog.000003:1234 (GTID 0-1-17)");
+    }
+
+    #[test]
+    fn dump_starts_prefer_gtids_when_asked() {
+        let mut resume = MysqlResume {
+            file: BinlogFile::parse("binlog.000003:1234").unwrap(),
+            mariadb_gtid: Some("0-1-17".into()),
+            mysql_gtid: None,
+        };
+        assert_eq!(
+            resume.dump_start(true),
+            DumpStart::MariadbGtid(MariaGtidPos::parse("0-1-17").unwrap())
+        );
+        assert_eq!(
+            resume.dump_start(false),
+            DumpStart::File(resume.file.clone())
+        );
+        resume.mariadb_gtid = None;
+        resume.mysql_gtid = Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5".into());
+        let start = resume.dump_start(true);
+        assert!(matches!(start, DumpStart::MysqlGtid(_)), "{start}");
+        resume.mysql_gtid = Some("garbage".into());
+        assert_eq!(
+            resume.dump_start(true),
+            DumpStart::File(resume.file.clone())
+        );
+    }
+
+    #[test]
+    fn dump_starts_have_a_stable_json_shape() {
+        let cases = [
+            (
+                DumpStart::File(BinlogFile::parse("binlog.000003:4").unwrap()),
+                r#"{"file":{"file":"binlog.000003","pos":4}}"#,
+            ),
+            (
+                DumpStart::MariadbGtid(MariaGtidPos::parse("0-1-17,1-2-5").unwrap()),
+                r#"{"mariadb_gtid":"0-1-17,1-2-5"}"#,
+            ),
+            (
+                DumpStart::MysqlGtid(
+                    MysqlGtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7").unwrap(),
+                ),
+                r#"{"mysql_gtid":"3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7"}"#,
+            ),
+        ];
+        for (start, json) in cases {
+            assert_eq!(serde_json::to_string(&start).unwrap(), json);
+            assert_eq!(serde_json::from_str::<DumpStart>(json).unwrap(), start);
+        }
     }
 }

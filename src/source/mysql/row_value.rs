@@ -179,6 +179,11 @@ fn integer(source_type: &str, decode: &Decode, value: &My) -> Option<i128> {
             };
             Some(i128::from((*i as u64) & mask))
         }
+        // The binlog carries MEDIUMINT as three bytes that mysql_common reads
+        // without sign extension; a signed column never holds 2^23 or more.
+        My::Int(i) if source_type.starts_with("mediumint") && (1 << 23..1 << 24).contains(i) => {
+            Some(i128::from(*i - (1 << 24)))
+        }
         My::Int(i) => Some(i128::from(*i)),
         My::UInt(u) => Some(i128::from(*u)),
         My::Bytes(b) if source_type.starts_with("bit") => {
@@ -230,6 +235,20 @@ mod tests {
         assert_eq!(
             to_value(&tiny, &Decode::Unsigned, My::Int(-1)),
             Ok(Value::Int16(255))
+        );
+        let medium = col(ColumnType::Int32, "mediumint(9)");
+        assert_eq!(
+            to_value(&medium, &Decode::Plain, My::Int(16_777_215)),
+            Ok(Value::Int32(-1))
+        );
+        assert_eq!(
+            to_value(&medium, &Decode::Plain, My::Int(-8_388_608)),
+            Ok(Value::Int32(-8_388_608))
+        );
+        let umedium = col(ColumnType::Int32, "mediumint(8) unsigned");
+        assert_eq!(
+            to_value(&umedium, &Decode::Unsigned, My::Int(16_777_215)),
+            Ok(Value::Int32(16_777_215))
         );
         let big = col(
             ColumnType::Decimal {
