@@ -1,0 +1,1 @@
+//! MongoDB change streams for Tributary (work in progress).
