@@ -1,7 +1,9 @@
 //! The MySQL/MariaDB source end to end on a private MariaDB: an initial copy
 //! consistent with the binlog, then a seeded random workload over every
 //! mapped type (unsigned integers, DECIMAL, DOUBLE, BIT, text, ENUM, SET,
-//! DATE/DATETIME/TIMESTAMP with fractions, TIME, YEAR, VARBINARY, JSON) with
+//! DATE/DATETIME/TIMESTAMP with fractions, TIME, YEAR, VARBINARY, JSON,
+//! every integer width signed and unsigned, FLOAT, latin1 CHAR, BLOB,
+//! BINARY with trailing zero bytes, GEOMETRY as WKB) with
 //! multi-row statements, key changes, rolled-back transactions, TRUNCATE,
 //! an ALTER TABLE mid-stream and another while the daemon is down (rows of
 //! the old shape replayed after the catalog moved on), a clean restart and a
@@ -86,7 +88,9 @@ CREATE TABLE shop.items (
   id INT PRIMARY KEY, u INT UNSIGNED, big BIGINT UNSIGNED, tiny TINYINT UNSIGNED,
   d DECIMAL(12,3), f DOUBLE, bits BIT(10), name VARCHAR(40), body TEXT,
   e ENUM('red','green','blue'), s SET('x','y','z'), dt DATETIME(6), ts TIMESTAMP(6) NULL,
-  day DATE, t TIME, b VARBINARY(16), j JSON, y YEAR
+  day DATE, t TIME, b VARBINARY(16), j JSON, y YEAR,
+  m MEDIUMINT, sm SMALLINT, ti TINYINT, fl FLOAT, ch CHAR(6) CHARACTER SET latin1,
+  bl BLOB, bn BINARY(4), g GEOMETRY, mu MEDIUMINT UNSIGNED, su SMALLINT UNSIGNED
 );
 CREATE TABLE shop.pairs (a INT, b VARCHAR(10), v INT, PRIMARY KEY (a, b));
 CREATE TABLE shop.marker (id INT PRIMARY KEY);";
@@ -151,6 +155,35 @@ fn item_values(rng: &mut StdRng, id: i64) -> String {
             rng.random_range(0..100)
         ),
         rng.random_range(1901..2155).to_string(),
+        rng.random_range(-8_388_608..8_388_608).to_string(),
+        rng.random_range(-32_768..32_768).to_string(),
+        rng.random_range(-128..128).to_string(),
+        // Values a FLOAT holds exactly and MySQL prints in full.
+        format!(
+            "{}.{}",
+            rng.random_range(-999..1000),
+            [0, 25, 5, 75][rng.random_range(0..4)]
+        ),
+        format!(
+            "'{}{}'",
+            ["ñ", "é€", "ß", "Œ"][rng.random_range(0..4)],
+            rng.random_range(0..999)
+        ),
+        format!(
+            "UNHEX('{}')",
+            (0..rng.random_range(0..40))
+                .map(|_| format!("{:02X}", rng.random_range(0..=255u8)))
+                .collect::<String>()
+        ),
+        // Trailing zero bytes: BINARY pads with them.
+        format!("UNHEX('{:02X}00')", rng.random_range(0..=255u8)),
+        format!(
+            "ST_GeomFromText('POINT({} {})')",
+            rng.random_range(-180..180),
+            rng.random_range(-90..90)
+        ),
+        rng.random_range(0..16_777_216).to_string(),
+        rng.random_range(0..65_536).to_string(),
     ];
     let vals: Vec<String> = vals
         .into_iter()
@@ -281,6 +314,7 @@ async fn source_rows(conn: &mut Conn, table: &str) -> (Vec<String>, Vec<Vec<Opti
                     format!("CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {c}) AS CHAR)")
                 }
                 "bit" => format!("CAST({c} + 0 AS CHAR)"),
+                "geometry" | "point" => format!("HEX(ST_AsWKB({c}))"),
                 "binary" | "varbinary" | "blob" | "tinyblob" | "mediumblob" | "longblob" => {
                     format!("HEX({c})")
                 }

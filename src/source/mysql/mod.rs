@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use tributary_mysql::mysql_async::{self, Conn, Opts, OptsBuilder};
 use tributary_mysql::{
-    BinlogFile, MysqlEvent, MysqlReplication, MysqlReplicationConfig, MysqlResume, RowsKind,
+    BinlogFile, DdlEvent, MysqlEvent, MysqlReplication, MysqlReplicationConfig, MysqlResume,
+    RowsKind, TableName,
 };
 
 use tributary_mysql::mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
@@ -557,83 +558,123 @@ impl MysqlSource {
         Ok(())
     }
 
-    /// A statement in the binlog: DDL on a captured table reloads its
-    /// schema (TRUNCATE empties it in the lake); a DROP leaves the lake as
-    /// it was; one the source cannot read stops it.
+    /// A statement in the binlog (classified by `tributary_mysql::ddl`):
+    /// DDL on a captured table reloads its schema; TRUNCATE empties it in
+    /// the lake; a table created or renamed into a captured name starts
+    /// from what it holds; a DROP leaves the lake as it was; a statement on
+    /// a captured table that cannot be understood stops the source.
     async fn on_statement(&mut self, default_db: &str, sql: &str) -> Result<(), SourceError> {
-        let Some(ddl) = table_ddl(sql) else {
-            return Ok(());
+        let ddl = tributary_mysql::ddl::classify(default_db, sql);
+        let configured: Vec<(String, String)> = self.config.table_list();
+        let is_configured = |t: &TableName| {
+            configured
+                .iter()
+                .any(|(d, n)| *d == t.database && *n == t.name)
         };
-        let touched: Vec<(String, String)> = ddl
-            .tables
-            .iter()
-            .map(|name| qualify(default_db, name))
-            .filter(|key| {
-                self.tables.contains_key(key) || ddl.verb == "RENAME" || ddl.verb == "CREATE"
-            })
-            .collect();
-        if ddl.tables.is_empty() {
-            return Err(SourceError::definite(format!(
-                "cannot tell which tables this statement changes: {sql:?}; if it changes a captured table, the source would decode later rows wrongly. Rewrite it as plain ALTER/CREATE/DROP/RENAME TABLE, or remove the table from `tables`"
-            )));
-        }
-        for key in touched {
-            if !self.tables.contains_key(&key) && ddl.verb != "RENAME" {
-                continue;
-            }
-            let name = format!("{}.{}", key.0, key.1);
-            match ddl.verb {
-                "TRUNCATE" => {
-                    let table = self.tables[&key].clone();
-                    let at = self.txn.as_ref().map(|t| t.txn_pos).unwrap_or_default();
-                    self.push(&table, Op::Truncate, None, None, at)?;
-                }
-                "DROP" => {
-                    tracing::warn!(source = %self.name, table = %name, "table dropped at the source; its lake rows stay as they were");
-                    self.tables.remove(&key);
-                }
-                _ => {
-                    let captured = self
-                        .config
-                        .table_list()
-                        .iter()
-                        .any(|(d, t)| (d, t) == (&key.0, &key.1));
-                    if !captured {
-                        if ddl.verb == "RENAME" && self.tables.contains_key(&key) {
-                            self.tables.remove(&key);
+        let key_of = |t: &TableName| (t.database.clone(), t.name.clone());
+        match &ddl {
+            DdlEvent::NotDdl => Ok(()),
+            DdlEvent::Unknown { tables, .. } => {
+                if tables.is_empty() || tables.iter().any(is_configured) {
+                    let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+                    return Err(SourceError::definite(format!(
+                        "cannot understand this statement on {}: {sql:?}; if it changes a captured table, later rows would be decoded wrongly, so the source stops. Rewrite it as plain ALTER/CREATE/DROP/RENAME TABLE, or remove the table from `tables`, then restart",
+                        if names.is_empty() {
+                            "an unnamed table".to_string()
+                        } else {
+                            names.join(", ")
                         }
+                    )));
+                }
+                Ok(())
+            }
+            DdlEvent::TruncateTable { table } => {
+                if let Some(captured) = self.tables.get(&key_of(table)).cloned() {
+                    let at = self.txn.as_ref().map(|t| t.txn_pos).unwrap_or_default();
+                    self.push(&captured, Op::Truncate, None, None, at)?;
+                }
+                Ok(())
+            }
+            DdlEvent::DropTable { tables } => {
+                for table in tables {
+                    if self.tables.remove(&key_of(table)).is_some() {
+                        tracing::warn!(source = %self.name, table = %table, "table dropped at the source; its lake rows stay as they were until it is created again");
+                    }
+                }
+                Ok(())
+            }
+            DdlEvent::DropDatabase { database } => {
+                let before = self.tables.len();
+                self.tables.retain(|(d, _), _| d != database);
+                if self.tables.len() != before {
+                    tracing::warn!(source = %self.name, database = %database, "database dropped at the source; its tables' lake rows stay as they were until they are created again");
+                }
+                Ok(())
+            }
+            DdlEvent::CreateTable { .. }
+            | DdlEvent::AlterTable { .. }
+            | DdlEvent::RenameTable { .. } => {
+                // A table created empty gets its rows from later row events
+                // (CREATE … SELECT logs them); one renamed into a captured
+                // name arrives with rows and no row events: copy it.
+                let (created, or_replace) = match &ddl {
+                    DdlEvent::CreateTable { or_replace, .. } => (true, *or_replace),
+                    _ => (false, false),
+                };
+                for table in ddl.tables() {
+                    if !is_configured(&table) {
                         continue;
                     }
-                    match table_catalog::load(&mut self.catalog, &key.0, &key.1).await? {
-                        Some(table) => {
-                            tracing::info!(source = %self.name, table = %name, statement = %sql, "table changed shape; schema reloaded");
-                            let rewritten = self
-                                .tables
-                                .get(&key)
-                                .and_then(|old| rewritten_columns(&old.schema, &table.schema));
-                            // Read first (awaits), change state after: a
-                            // cancelled `next` repeats this whole step.
-                            let rows = match &rewritten {
-                                Some(why) => {
-                                    tracing::info!(source = %self.name, table = %name, reason = %why, "stored values were rewritten without row events; copying the table again");
-                                    Some(self.read_table(&table).await?)
-                                }
-                                None => None,
-                            };
-                            self.tables.insert(key, table.clone());
-                            if let Some(rows) = rows {
-                                let at = self.txn.as_ref().map(|t| t.txn_pos).unwrap_or_default();
-                                self.push(&table, Op::Truncate, None, None, at)?;
-                                for row in rows {
-                                    self.push(&table, Op::Read, None, Some(row), at)?;
-                                }
-                            }
-                        }
-                        None => {
-                            self.tables.remove(&key);
-                        }
-                    }
+                    let key = key_of(&table);
+                    // `CREATE TABLE IF NOT EXISTS` on a live table changes nothing.
+                    let fresh = created && (or_replace || !self.tables.contains_key(&key));
+                    self.reload(key, sql, fresh).await?;
                 }
+                Ok(())
+            }
+        }
+    }
+
+    /// Re-reads a captured table's shape after `sql` changed it, copying
+    /// its rows again when the change rewrote them without row events.
+    async fn reload(
+        &mut self,
+        key: (String, String),
+        sql: &str,
+        fresh: bool,
+    ) -> Result<(), SourceError> {
+        let name = format!("{}.{}", key.0, key.1);
+        let Some(table) = table_catalog::load(&mut self.catalog, &key.0, &key.1).await? else {
+            // Renamed away or dropped in the same statement.
+            self.tables.remove(&key);
+            return Ok(());
+        };
+        tracing::info!(source = %self.name, table = %name, statement = %sql, "table changed shape; schema reloaded");
+        let recopy = match self.tables.get(&key) {
+            _ if fresh => None,
+            Some(old) => rewritten_columns(&old.schema, &table.schema),
+            None => Some("a table was renamed into this captured name".to_string()),
+        };
+        // Read first (awaits), change state after: a cancelled `next`
+        // repeats this whole step.
+        let rows = match &recopy {
+            Some(why) => {
+                tracing::info!(source = %self.name, table = %name, reason = %why, "stored values changed without row events; copying the table again");
+                Some(self.read_table(&table).await?)
+            }
+            None => None,
+        };
+        self.tables.insert(key, table.clone());
+        let at = self.txn.as_ref().map(|t| t.txn_pos).unwrap_or_default();
+        if fresh {
+            // Created (again): whatever the lake held belongs to a dropped
+            // table; rows of the new one follow as row events.
+            self.push(&table, Op::Truncate, None, None, at)?;
+        }
+        if let Some(rows) = rows {
+            self.push(&table, Op::Truncate, None, None, at)?;
+            for row in rows {
+                self.push(&table, Op::Read, None, Some(row), at)?;
             }
         }
         Ok(())
@@ -660,109 +701,6 @@ fn rewritten_columns(old: &TableSchema, new: &TableSchema) -> Option<String> {
         }
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
-}
-
-/// A DDL statement on tables: its verb and the table names it names.
-#[derive(Debug, PartialEq, Eq)]
-struct TableDdl {
-    verb: &'static str,
-    tables: Vec<String>,
-}
-
-/// Recognises `ALTER|CREATE|DROP|RENAME|TRUNCATE TABLE …`; `None` for
-/// statements that change no table definition.
-fn table_ddl(sql: &str) -> Option<TableDdl> {
-    let cleaned = strip_comments(sql);
-    let words: Vec<&str> = cleaned.split_whitespace().collect();
-    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
-    let verb = match upper.first()?.as_str() {
-        "ALTER" => "ALTER",
-        "CREATE" => "CREATE",
-        "DROP" => "DROP",
-        "RENAME" => "RENAME",
-        "TRUNCATE" => "TRUNCATE",
-        _ => return None,
-    };
-    // Skip modifiers up to TABLE (TRUNCATE may omit it).
-    let table_at = upper.iter().position(|w| w == "TABLE");
-    let first = match (verb, table_at) {
-        (_, Some(i)) => i + 1,
-        ("TRUNCATE", None) => 1,
-        _ => return None, // CREATE INDEX, DROP DATABASE, ALTER USER…
-    };
-    let skip = ["IF", "NOT", "EXISTS", "ONLINE", "IGNORE"];
-    let mut names = Vec::new();
-    let mut i = first;
-    while i < words.len() && skip.contains(&upper[i].as_str()) {
-        i += 1;
-    }
-    match verb {
-        "RENAME" => {
-            // RENAME TABLE a TO b, c TO d
-            for (j, w) in words.iter().enumerate().skip(i) {
-                let name = w.trim_end_matches(',');
-                if upper[j] != "TO" && !name.is_empty() {
-                    names.push(name.to_string());
-                }
-            }
-        }
-        "DROP" => {
-            for w in &words[i.min(words.len())..] {
-                let upper = w.to_ascii_uppercase();
-                if upper == "RESTRICT" || upper == "CASCADE" {
-                    break;
-                }
-                for name in w.split(',').filter(|n| !n.is_empty()) {
-                    names.push(name.to_string());
-                }
-            }
-        }
-        _ => {
-            if let Some(w) = words.get(i) {
-                let name = w.split('(').next().unwrap_or(w);
-                if !name.is_empty() {
-                    names.push(name.to_string());
-                }
-            }
-        }
-    }
-    Some(TableDdl {
-        verb,
-        tables: names,
-    })
-}
-
-fn strip_comments(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(start) = rest.find("/*") {
-        out.push_str(&rest[..start]);
-        match rest[start..].find("*/") {
-            Some(end) => rest = &rest[start + end + 2..],
-            None => {
-                rest = "";
-                break;
-            }
-        }
-    }
-    out.push_str(rest);
-    out.lines()
-        .map(|l| l.split("-- ").next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `` `db`.`t` `` or `t` (in `default_db`) → (db, t).
-fn qualify(default_db: &str, name: &str) -> (String, String) {
-    let name = name.trim_end_matches(';');
-    let parts: Vec<String> = name
-        .split('.')
-        .map(|p| p.trim_matches('`').to_string())
-        .collect();
-    match parts.as_slice() {
-        [db, table] => (db.clone(), table.clone()),
-        _ => (default_db.to_string(), parts.join(".")),
-    }
 }
 
 /// Column names a table map carries (with `binlog_row_metadata = FULL`).
@@ -810,33 +748,5 @@ impl Source for MysqlSource {
             replication.close().await?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ddl_statements_name_their_tables() {
-        let ddl = |s| table_ddl(s).unwrap();
-        assert_eq!(ddl("ALTER TABLE t ADD COLUMN x int").tables, ["t"]);
-        assert_eq!(
-            ddl("/* c */ alter online table `app`.`t` drop x").tables,
-            ["`app`.`t`"]
-        );
-        assert_eq!(ddl("CREATE TABLE IF NOT EXISTS t2(id int)").tables, ["t2"]);
-        assert_eq!(ddl("DROP TABLE IF EXISTS a, b").tables, ["a", "b"]);
-        assert_eq!(
-            ddl("RENAME TABLE a TO b, c TO d").tables,
-            ["a", "b", "c", "d"]
-        );
-        assert_eq!(ddl("TRUNCATE t").tables, ["t"]);
-        assert_eq!(ddl("TRUNCATE TABLE app.t").verb, "TRUNCATE");
-        assert_eq!(table_ddl("INSERT INTO t VALUES (1)"), None);
-        assert_eq!(table_ddl("CREATE DATABASE x"), None);
-        assert_eq!(table_ddl("GRANT SELECT ON *.* TO u"), None);
-        assert_eq!(qualify("app", "`x`.`y`"), ("x".into(), "y".into()));
-        assert_eq!(qualify("app", "t;"), ("app".into(), "t".into()));
     }
 }

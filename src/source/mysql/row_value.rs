@@ -107,6 +107,9 @@ pub fn to_value(column: &ColumnSchema, decode: &Decode, value: My) -> Result<Val
         (ColumnType::Text, _, other) => {
             Value::Text(other.as_sql(true).trim_matches('\'').to_string())
         }
+        (ColumnType::Binary, Decode::Geometry, My::Bytes(b)) if b.len() >= 4 => {
+            Value::Bytes(b[4..].to_vec())
+        }
         (ColumnType::Binary, _, My::Bytes(b)) => Value::Bytes(b),
         (_, _, v) => return Err(bad(&v)),
     })
@@ -116,12 +119,39 @@ pub fn to_value(column: &ColumnSchema, decode: &Decode, value: My) -> Result<Val
 /// arrive as their little-endian bitmask bytes.
 pub fn from_binlog(decode: &Decode, value: My) -> My {
     match (decode, value) {
+        (Decode::FixedBinary(width), My::Bytes(mut bytes)) if bytes.len() < *width => {
+            bytes.resize(*width, 0);
+            My::Bytes(bytes)
+        }
+        (Decode::Latin1, My::Bytes(bytes)) => My::Bytes(
+            bytes
+                .iter()
+                .map(|&b| windows_1252(b))
+                .collect::<String>()
+                .into_bytes(),
+        ),
         (Decode::Set(_), My::Bytes(bits)) if bits.len() <= 8 => My::UInt(
             bits.iter()
                 .rev()
                 .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
         ),
         (_, value) => value,
+    }
+}
+
+/// A byte of MySQL's `latin1` (Windows-1252; its five unassigned bytes
+/// pass through as the C1 controls, as MySQL converts them).
+fn windows_1252(byte: u8) -> char {
+    const HIGH: [u16; 32] = [
+        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+        0x2039, 0x0152, 0x8D, 0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013,
+        0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+    ];
+    match byte {
+        0x80..=0x9F => {
+            char::from_u32(u32::from(HIGH[usize::from(byte - 0x80)])).unwrap_or('\u{FFFD}')
+        }
+        _ => char::from(byte),
     }
 }
 

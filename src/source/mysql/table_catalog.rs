@@ -14,7 +14,13 @@
 //! | FLOAT / DOUBLE | float32 / float64 |
 //! | BIT(n) | int64 |
 //! | CHAR, VARCHAR, TEXT…, ENUM, SET, JSON | text |
-//! | BINARY, VARBINARY, BLOB…, GEOMETRY | binary (GEOMETRY: SRID + WKB as stored) |
+//! | BINARY, VARBINARY, BLOB… | binary |
+//! | GEOMETRY, POINT, … | binary: the WKB (the stored 4-byte SRID prefix is dropped) |
+//!
+//! Text columns in `utf8mb4`, `utf8mb3`, `ascii` and `latin1` are decoded
+//! (the binlog carries a column's bytes in its own character set; queries
+//! return UTF-8); another character set stops the source at start with the
+//! `CONVERT TO CHARACTER SET utf8mb4` fix.
 //! | DATE | date |
 //! | TIME | text (MySQL times reach ±838 hours) |
 //! | DATETIME | timestamp |
@@ -35,6 +41,12 @@ pub enum Decode {
     Enum(Vec<String>),
     /// SET labels, bit `i` = label `i`.
     Set(Vec<String>),
+    /// Text stored as `latin1` (MySQL's latin1 is Windows-1252).
+    Latin1,
+    /// Spatial values: SRID (4 bytes) + WKB as stored.
+    Geometry,
+    /// BINARY(n): the binlog drops the trailing zero bytes that pad it.
+    FixedBinary(usize),
 }
 
 /// A captured table as the source decodes it.
@@ -59,10 +71,19 @@ pub async fn load(
     table: &str,
 ) -> Result<Option<MysqlTable>, SourceError> {
     let qualified = format!("{database}.{table}");
-    type Col = (String, String, String, String, String, Option<String>, u32);
+    type Col = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        u32,
+        Option<String>,
+    );
     let rows: Vec<Col> = conn
         .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, COLUMN_DEFAULT, ORDINAL_POSITION \
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, COLUMN_DEFAULT, ORDINAL_POSITION, CHARACTER_SET_NAME \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (database, table),
         )
@@ -74,10 +95,20 @@ pub async fn load(
     let mut columns = Vec::with_capacity(rows.len());
     let mut decode = Vec::with_capacity(rows.len());
     let mut key = Vec::new();
-    for (i, (name, data_type, column_type, nullable, column_key, default, ordinal)) in
+    for (i, (name, data_type, column_type, nullable, column_key, default, ordinal, charset)) in
         rows.into_iter().enumerate()
     {
-        let (lake, how) = map_type(&data_type, &column_type);
+        let (lake, mut how) = map_type(&data_type, &column_type);
+        match charset.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("utf8mb4" | "utf8mb3" | "utf8" | "ascii" | "binary") => {}
+            Some("latin1") if how == Decode::Plain => how = Decode::Latin1,
+            Some("latin1") => {}
+            Some(other) => {
+                return Err(SourceError::definite(format!(
+                    "column {name} of {qualified} uses character set {other}, which tributary cannot decode from the binlog; convert it with ALTER TABLE {qualified} CONVERT TO CHARACTER SET utf8mb4 (or remove the table from `tables`)"
+                )));
+            }
+        }
         if column_key == "PRI" {
             key.push(i);
         }
@@ -139,9 +170,13 @@ pub fn map_type(data_type: &str, column_type: &str) -> (ColumnType, Decode) {
         "time" => plain(ColumnType::Text),
         "enum" => (ColumnType::Text, Decode::Enum(labels(column_type))),
         "set" => (ColumnType::Text, Decode::Set(labels(column_type))),
-        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry"
-        | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
-        | "multipolygon" | "geometrycollection" => plain(ColumnType::Binary),
+        "binary" => (
+            ColumnType::Binary,
+            Decode::FixedBinary(decimal_params(column_type).map_or(1, |(n, _)| usize::from(n))),
+        ),
+        "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => plain(ColumnType::Binary),
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => (ColumnType::Binary, Decode::Geometry),
         _ => plain(ColumnType::Text),
     }
 }
