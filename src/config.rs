@@ -600,6 +600,25 @@ pub struct MysqlSourceConfig {
     pub table_compatibility: BTreeMap<String, Compatibility>,
     #[serde(default)]
     pub on_incompatible_schema: OnIncompatible,
+    /// What the source does with a statement on a captured table that its
+    /// DDL parser cannot read.
+    #[serde(default)]
+    pub on_unparsed_ddl: OnUnparsedDdl,
+}
+
+/// What a MySQL source does with a table statement it cannot parse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnparsedDdl {
+    /// Stop before any later row of the table; the checkpoint stays before
+    /// the statement. The operator checks what it did and restarts with
+    /// `reload` (or removes the table).
+    #[default]
+    Stop,
+    /// Re-read the named tables' columns from `information_schema` and go
+    /// on (their rows are decoded by that shape, which is right whenever
+    /// the statement is the last change of shape in the binlog ahead).
+    Reload,
 }
 
 fn default_mysql_port() -> u16 {

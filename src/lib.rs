@@ -28,4 +28,5 @@ pub mod registry;
 pub mod schema;
 pub mod sink;
 pub mod snapshot;
+pub mod snapshot_request;
 pub mod source;

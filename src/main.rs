@@ -58,9 +58,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<bool> {
             config,
             source,
             tables,
+            reset,
         } => {
             let config = Config::load(&config)?;
-            let text = tributary::cli::snapshot::request(&config, &source, &tables)
+            let text = tributary::cli::snapshot::request(&config, &source, &tables, reset)
                 .await
                 .map_err(anyhow::Error::msg)?;
             println!("{text}");

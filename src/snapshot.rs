@@ -25,6 +25,10 @@ pub struct SnapshotState {
     pub done: Vec<String>,
     /// Snapshots in progress or queued, in the order they run.
     pub pending: Vec<TableSnapshot>,
+    /// Ids of on-demand requests (`crate::snapshot_request`) already
+    /// queued; a request file is removed once a durable checkpoint lists it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<String>,
 }
 
 /// One table's unfinished snapshot.
@@ -37,6 +41,11 @@ pub struct TableSnapshot {
     pub cursor: Option<ChunkCursor>,
     /// Rows written by this snapshot so far.
     pub rows: u64,
+    /// Empty the table in the lake before its first chunk (its lake rows may
+    /// include rows the source no longer has and will never delete: a
+    /// table renamed onto this name, or changes lost with a purged log).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
 }
 
 /// How a table is being copied.
@@ -68,7 +77,20 @@ impl SnapshotState {
 
     /// Queues a snapshot of `table` (no-op when one is already pending).
     pub fn enqueue(&mut self, table: &str, kind: SnapshotKind) -> bool {
-        if self.is_pending(table) {
+        self.enqueue_with(table, kind, false)
+    }
+
+    /// Like [`SnapshotState::enqueue`]; `reset` empties the table in the lake
+    /// first. A reset asked for while a snapshot is pending restarts that
+    /// snapshot from the beginning with the reset.
+    pub fn enqueue_with(&mut self, table: &str, kind: SnapshotKind, reset: bool) -> bool {
+        if let Some(entry) = self.pending_mut(table) {
+            if reset && !entry.reset {
+                entry.reset = true;
+                entry.cursor = None;
+                entry.rows = 0;
+                return true;
+            }
             return false;
         }
         self.pending.push(TableSnapshot {
@@ -76,6 +98,7 @@ impl SnapshotState {
             kind,
             cursor: None,
             rows: 0,
+            reset,
         });
         true
     }

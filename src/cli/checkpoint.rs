@@ -10,7 +10,7 @@ use crate::position::{ResumePoint, format_lsn, parse_lsn};
 use crate::sink::{LakeStore, ManifestWriter};
 use crate::source::postgres::connect_catalog;
 
-fn store_for(config: &Config, source: &SourceConfig) -> Result<LakeStore, String> {
+pub(crate) fn store_for(config: &Config, source: &SourceConfig) -> Result<LakeStore, String> {
     let SinkConfig::Lake(lake) = &config.sink[source.sink()];
     LakeStore::from_url(&lake.url).map_err(|e| e.to_string())
 }
@@ -87,14 +87,13 @@ pub async fn show(config: &Config, only: Option<&str>) -> Result<String, String>
 /// `checkpoint reset --to LSN`.
 pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, String> {
     let source = find(config, name)?;
+    let pg = match source {
+        SourceConfig::Postgres(pg) => pg,
+        SourceConfig::Mysql(my) => return reset_mysql(config, source, my, to).await,
+    };
     let target = parse_lsn(to).ok_or_else(|| {
         format!("{to:?} is not an LSN; write it as PostgreSQL prints it, e.g. 0/16B3748")
     })?;
-    let SourceConfig::Postgres(pg) = source else {
-        return Err(format!(
-            "checkpoint reset is for PostgreSQL sources; {name} reads a binlog: stop the daemon, then edit `resume` in its _checkpoint.json to a binlog position the server still has (see SHOW BINARY LOGS), or use `snapshot` to copy again"
-        ));
-    };
     let client = connect_catalog(pg).await.map_err(|e| e.to_string())?;
     let row = client
         .query_opt(
@@ -169,4 +168,116 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
         format_lsn(target),
         format_lsn(confirmed)
     ))
+}
+
+/// `checkpoint reset` of a MySQL/MariaDB source: to `FILE:POS` (replay from
+/// there; the server must still have the file) or to `current` (after a
+/// purged binlog: stream from the server's current position and copy every
+/// table again, each emptied in the lake first, chunk by chunk).
+async fn reset_mysql(
+    config: &Config,
+    source: &SourceConfig,
+    my: &crate::config::MysqlSourceConfig,
+    to: &str,
+) -> Result<String, String> {
+    use tributary_mysql::mysql_async::prelude::Queryable;
+    let name = &my.name;
+    let mut conn = crate::source::mysql::connect(my)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = tributary_mysql::preflight(&mut conn, my.server_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let in_use = report.checks.iter().any(|c| {
+        c.name == "server_id"
+            && c.problem
+                .as_deref()
+                .is_some_and(|p| p.contains("another replica"))
+    });
+    if in_use {
+        return Err(format!(
+            "a replica with server_id {} is connected to {}: stop the daemon (source {name}) before resetting its checkpoint",
+            my.server_id,
+            my.describe()
+        ));
+    }
+    let current = to.eq_ignore_ascii_case("current") || to.eq_ignore_ascii_case("now");
+    let file = if current {
+        tributary_mysql::reader::current_position(&mut conn, report.flavor)
+            .await
+            .map_err(|e| e.to_string())?
+            .file
+    } else {
+        let (file, pos) = to
+            .rsplit_once(':')
+            .and_then(|(f, p)| Some((f.to_string(), p.parse::<u64>().ok()?)))
+            .ok_or_else(|| {
+                format!("{to:?} is not a binlog position; write FILE:POS (e.g. binlog.000042:1234, see SHOW BINARY LOGS) or `current`")
+            })?;
+        let logs: Vec<tributary_mysql::mysql_async::Row> = conn
+            .query("SHOW BINARY LOGS")
+            .await
+            .map_err(|e| e.to_string())?;
+        let have = logs
+            .iter()
+            .any(|row| row.get::<String, usize>(0).as_deref() == Some(file.as_str()));
+        if !have {
+            return Err(format!(
+                "{} no longer has binlog file {file} (see SHOW BINARY LOGS); reset to a listed file, or use --to current to copy the tables again",
+                my.describe()
+            ));
+        }
+        tributary_mysql::BinlogFile { file, pos }
+    };
+    let resume = crate::source::mysql::resume_at(&mut conn, report.flavor, file)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = store_for(config, source)?;
+    let manifests = ManifestWriter::new(store.clone(), name);
+    let latest = manifests.latest().await.map_err(|e| e.to_string())?;
+    let checkpoints = CheckpointStore::new(store.clone(), name);
+    let previous = checkpoints.load().await.map_err(|e| e.to_string())?;
+    let mut snapshot = previous
+        .as_ref()
+        .and_then(|c| c.snapshot.clone())
+        .unwrap_or_default();
+    let captured: Vec<String> = my
+        .table_list()
+        .iter()
+        .map(|(d, t)| format!("{d}.{t}"))
+        .collect();
+    if current {
+        for table in &captured {
+            snapshot.enqueue_with(table, crate::snapshot::SnapshotKind::Incremental, true);
+        }
+        snapshot.tables = captured.clone();
+    }
+    let checkpoint = Checkpoint {
+        checkpoint_version: CHECKPOINT_VERSION,
+        source: name.to_string(),
+        manifest_seq: latest.map(|m| m.seq).unwrap_or(0),
+        // Moving forward keeps the last position (snapshot rows are placed
+        // after it); moving back lets the replayed changes through.
+        last_position: if current {
+            previous.as_ref().and_then(|c| c.last_position)
+        } else {
+            None
+        },
+        resume: Some(ResumePoint::Mysql(resume.clone())),
+        txn_complete: true,
+        snapshot: Some(snapshot),
+        updated_at: chrono::Utc::now().to_rfc3339(),
+    };
+    checkpoints
+        .save(&checkpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(if current {
+        format!(
+            "{name}: checkpoint reset; the next run streams from {resume} and copies {} again (each emptied in the lake first, chunk by chunk while streaming)",
+            captured.join(", ")
+        )
+    } else {
+        format!("{name}: checkpoint reset; the next run resumes at {resume}")
+    })
 }

@@ -43,6 +43,10 @@ pub enum Command {
         /// A captured table (schema.table); repeat for several.
         #[arg(long = "table", required = true)]
         tables: Vec<String>,
+        /// Empty each table in the lake before copying it (rows deleted at
+        /// the source without a logged delete then disappear too).
+        #[arg(long)]
+        reset: bool,
     },
     /// Inspect or move a source's checkpoint.
     Checkpoint {
@@ -60,14 +64,17 @@ pub enum CheckpointAction {
         #[arg(long)]
         source: Option<String>,
     },
-    /// Move a source's checkpoint to an LSN the slot can still serve
-    /// (the daemon must be stopped).
+    /// Move a source's checkpoint (the daemon must be stopped): PostgreSQL
+    /// to an LSN the slot can still serve; MySQL/MariaDB to a binlog
+    /// position the server still has, or `current`.
     Reset {
         #[arg(long, short)]
         config: PathBuf,
         #[arg(long)]
         source: String,
-        /// Target LSN, e.g. 0/16B3748.
+        /// PostgreSQL: an LSN, e.g. 0/16B3748. MySQL/MariaDB: FILE:POS
+        /// (e.g. binlog.000042:1234) or `current` (stream from the
+        /// server's current position and copy every table again).
         #[arg(long)]
         to: String,
     },

@@ -9,16 +9,21 @@
 //! streaming (see `source::postgres::snapshot`).
 
 use crate::config::{Config, SourceConfig, qualify};
+use crate::snapshot_request::{REQUEST_VERSION, SnapshotRequest, SnapshotRequests};
 use crate::source::postgres::connect_catalog;
 use crate::source::postgres::snapshot::signal::{self, SnapshotSignal};
 
 /// Writes the request; returns the text printed to the operator.
-pub async fn request(config: &Config, name: &str, tables: &[String]) -> Result<String, String> {
+pub async fn request(
+    config: &Config,
+    name: &str,
+    tables: &[String],
+    reset: bool,
+) -> Result<String, String> {
     let source = super::checkpoint::find(config, name)?;
-    let SourceConfig::Postgres(pg) = source else {
-        return Err(format!(
-            "{name} is a mysql source: on-demand snapshots are not implemented for binlog sources yet; to copy its tables again, stop the daemon, remove the source's checkpoint and lake folder, and start it (snapshot = \"initial\")"
-        ));
+    let pg = match source {
+        SourceConfig::Postgres(pg) => pg,
+        SourceConfig::Mysql(my) => return request_mysql(config, source, my, tables, reset).await,
     };
     if tables.is_empty() {
         return Err("name at least one table with --table schema.table".into());
@@ -54,7 +59,7 @@ pub async fn request(config: &Config, name: &str, tables: &[String]) -> Result<S
     let signal = SnapshotSignal {
         source: name.to_string(),
         tables: qualified.clone(),
-        reset: false,
+        reset,
         reason: None,
     };
     let lsn = signal::emit(&client, &signal)
@@ -63,5 +68,66 @@ pub async fn request(config: &Config, name: &str, tables: &[String]) -> Result<S
     Ok(format!(
         "{name}: incremental snapshot of {} requested (WAL {lsn}); the running daemon, or its next start, copies the tables while streaming; follow it with `tributary checkpoint show`",
         qualified.join(", ")
+    ))
+}
+
+/// MySQL/MariaDB: the binlog carries no message from us, so the request
+/// goes into the source's lake folder (`crate::snapshot_request`), where the
+/// running daemon (or its next start) picks it up.
+async fn request_mysql(
+    config: &Config,
+    source: &SourceConfig,
+    my: &crate::config::MysqlSourceConfig,
+    tables: &[String],
+    reset: bool,
+) -> Result<String, String> {
+    let name = &my.name;
+    if tables.is_empty() {
+        return Err("name at least one table with --table database.table".into());
+    }
+    let captured: Vec<String> = my
+        .table_list()
+        .iter()
+        .map(|(d, t)| format!("{d}.{t}"))
+        .collect();
+    for table in tables {
+        if !captured.contains(table) {
+            return Err(format!(
+                "source {name} does not capture {table}; it captures [{}]",
+                captured.join(", ")
+            ));
+        }
+    }
+    let mut conn = crate::source::mysql::connect(my)
+        .await
+        .map_err(|e| e.to_string())?;
+    for table in tables {
+        let (db, t) = table.split_once('.').expect("captured names are qualified");
+        let exists = crate::source::mysql::table_catalog::load(&mut conn, db, t)
+            .await
+            .map_err(|e| e.to_string())?;
+        if exists.is_none() {
+            return Err(format!("table {table} does not exist on {}", my.describe()));
+        }
+    }
+    let store = super::checkpoint::store_for(config, source)?;
+    let request = SnapshotRequest {
+        request_version: REQUEST_VERSION,
+        tables: tables.to_vec(),
+        reset,
+        requested_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let id = SnapshotRequests::new(store, name)
+        .submit(&request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{name}: incremental snapshot of {} requested ({id}{}); the running daemon, or its next start, copies the tables chunk by chunk while streaming; follow it with `tributary checkpoint show`",
+        tables.join(", "),
+        if reset {
+            ", lake tables emptied first"
+        } else {
+            ""
+        }
     ))
 }

@@ -161,6 +161,11 @@ impl State {
 }
 
 impl SchemaRegistry {
+    /// The lake store the registry lives in.
+    pub fn store(&self) -> &LakeStore {
+        &self.store
+    }
+
     /// Opens the registry under `store`'s root, loading every version.
     pub async fn open(store: LakeStore) -> Result<SchemaRegistry, RegistryError> {
         let paths = store.list(&format!("{REGISTRY_DIR}/subjects")).await?;

@@ -131,6 +131,18 @@ pub enum MongoError {
         /// The server's message.
         detail: String,
     },
+    /// A collection does not record the pre- and post-images the
+    /// `required` full-document mode needs.
+    #[error(
+        "collection {database}.{collection} does not record pre- and post-images, which the `required` full-document mode needs (MongoDB 6.0+): in database {database} run {}, or use the `updateLookup` mode",
+        pre_images_command(.collection)
+    )]
+    PreImagesOff {
+        /// Database name.
+        database: String,
+        /// Collection name.
+        collection: String,
+    },
     /// A change event that does not have the documented shape.
     #[error("malformed change event: {message}")]
     Decode {
@@ -385,6 +397,21 @@ mod tests {
         assert!(matches!(images, MongoError::ImagesUnavailable { .. }));
         assert!(
             text.contains("collMod: \"<coll>\", changeStreamPreAndPostImages: {enabled: true}"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn collections_without_images_name_their_coll_mod() {
+        let text = MongoError::PreImagesOff {
+            database: "shop".into(),
+            collection: "orders".into(),
+        }
+        .to_string();
+        assert!(
+            text.contains(
+                r#"in database shop run db.runCommand({collMod: "orders", changeStreamPreAndPostImages: {enabled: true}})"#
+            ),
             "{text}"
         );
     }

@@ -39,7 +39,7 @@ pub enum MysqlError {
     },
     /// The binlog position to resume from was purged from the server.
     #[error(
-        "binlog position {position} was purged from the server ({server_message}): the changes after it are lost to this source; run `tributary snapshot --config F --source S --table …` to copy the tables again (or restore the binlog files), and raise binlog_expire_logs_seconds / expire_logs_days so this does not recur"
+        "binlog position {position} was purged from the server ({server_message}): the changes after it are lost to this source; run `tributary checkpoint reset --config <file> --source <name> --to current` with the daemon stopped (the next start streams from the server's current position and copies every table again, emptying it in the lake first), or restore the binlog files, and raise binlog_expire_logs_seconds / expire_logs_days so this does not recur"
     )]
     Purged {
         /// The position we asked for.
@@ -176,7 +176,8 @@ mod tests {
         assert!(!error.is_transient());
         let text = error.to_string();
         assert!(
-            text.contains("binlog.000001:4 was purged") && text.contains("tributary snapshot"),
+            text.contains("binlog.000001:4 was purged")
+                && text.contains("tributary checkpoint reset"),
             "{text}"
         );
         let gtid = classify_server(

@@ -12,30 +12,34 @@
 //! `t` change; a statement that changes a captured table in a way the
 //! source cannot follow stops it.
 
+pub mod chunk_reader;
+pub mod incremental;
 pub mod initial_copy;
 pub mod row_value;
 pub mod table_catalog;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tributary_mysql::mysql_async::{self, Conn, Opts, OptsBuilder};
 use tributary_mysql::{
-    BinlogFile, DdlEvent, MysqlEvent, MysqlReplication, MysqlReplicationConfig, MysqlResume,
-    RowsKind, TableName,
+    BinlogFile, DdlEvent, Flavor, MysqlEvent, MysqlReplication, MysqlReplicationConfig,
+    MysqlResume, RowsKind, StartBy, TableName,
 };
 
 use tributary_mysql::mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
 
 use crate::checkpoint::Checkpoint;
-use crate::config::{MysqlSourceConfig, SnapshotMode};
+use crate::config::{MysqlSourceConfig, OnUnparsedDdl, SnapshotMode};
 use crate::envelope::{Envelope, Op, Row, SourceInfo};
 use crate::position::{Position, ResumePoint};
 use crate::registry::SchemaRegistry;
 use crate::schema::{TableSchema, subject_name};
 use crate::snapshot::{SnapshotKind, SnapshotState};
+use crate::snapshot_request::{REQUEST_POLL_INTERVAL, SnapshotRequests};
 use crate::source::{Source, SourceError, SourceEvent};
+use incremental::{HeldChunk, IncrementalChunks};
 use initial_copy::InitialCopy;
 use table_catalog::MysqlTable;
 
@@ -117,6 +121,20 @@ pub struct MysqlSource {
     /// restart): looked up in the registry by the table map's column names.
     registry: SchemaRegistry,
     historic: HashMap<(String, String, Vec<String>), MysqlTable>,
+    flavor: Flavor,
+    /// Incremental snapshot chunks (requested, after a rewriting DDL, or
+    /// an interrupted initial copy continued).
+    chunks: IncrementalChunks,
+    /// Where the stream is (end of the last transaction or heartbeat).
+    stream_at: BinlogFile,
+    /// Where the last transaction the stream read began.
+    last_begin: Option<BinlogFile>,
+    /// The resume point matching `stream_at`.
+    last_resume: MysqlResume,
+    requests: SnapshotRequests,
+    next_request_poll: Instant,
+    /// A chunk was not read because its table's shape is ahead of the stream.
+    next_chunk_try: Instant,
 }
 
 impl MysqlSource {
@@ -185,7 +203,13 @@ impl MysqlSource {
             .pending
             .iter()
             .any(|p| p.kind == SnapshotKind::Initial);
-        let copy = config.snapshot == SnapshotMode::Initial && (checkpoint.is_none() || unfinished);
+        // An interrupted copy's session is gone: its unfinished tables
+        // continue from their cursors as incremental snapshots.
+        let copy = config.snapshot == SnapshotMode::Initial && checkpoint.is_none();
+        if unfinished && !copy {
+            tracing::info!(source = %config.name, "continuing the interrupted initial copy incrementally from each table's cursor");
+            state.demote_initial();
+        }
         let resume = checkpoint.and_then(|c| match &c.resume {
             Some(ResumePoint::Mysql(r)) => Some(r.clone()),
             _ => None,
@@ -197,7 +221,7 @@ impl MysqlSource {
             }
             state.tables = captured.clone();
             let copy = InitialCopy::start(config, &captured).await?;
-            let start = copy.position().clone();
+            let start = with_gtid(&mut catalog, report.flavor, copy.position().clone()).await?;
             tracing::info!(source = %config.name, position = %start, tables = captured.len(), "initial snapshot consistent with the binlog position");
             (Phase::Copying(Box::new(copy)), start)
         } else {
@@ -207,18 +231,44 @@ impl MysqlSource {
                     tributary_mysql::reader::current_position(&mut catalog, report.flavor).await?
                 }
             };
+            let start = with_gtid(&mut catalog, report.flavor, start).await?;
+            state.pending.retain(|p| captured.contains(&p.table));
+            if checkpoint.is_some() && config.snapshot == SnapshotMode::Initial {
+                // Tables added to `tables` since the last run.
+                let added: Vec<String> = captured
+                    .iter()
+                    .filter(|t| !state.tables.contains(t))
+                    .cloned()
+                    .collect();
+                for table in &added {
+                    tracing::info!(source = %config.name, table = %table, "table added to the configuration; snapshotting it incrementally");
+                    state.enqueue(table, SnapshotKind::Incremental);
+                }
+            }
             state.tables = captured.clone();
-            let replication = MysqlReplication::start(MysqlReplicationConfig {
-                opts: connect_opts(config)?,
-                server_id: config.server_id,
-                flavor: report.flavor,
-                start: Some(start.clone()),
-                heartbeat: Duration::from_millis(config.heartbeat_ms),
-            })
+            let replication = MysqlReplication::start_with(
+                MysqlReplicationConfig {
+                    opts: connect_opts(config)?,
+                    server_id: config.server_id,
+                    flavor: report.flavor,
+                    start: Some(start.clone()),
+                    heartbeat: Duration::from_millis(config.heartbeat_ms),
+                },
+                start_by(report.flavor),
+            )
             .await?;
             (Phase::Streaming(Box::new(replication)), start)
         };
+        let now = Instant::now();
         let mut source = MysqlSource {
+            flavor: report.flavor,
+            chunks: IncrementalChunks::new(checkpoint.and_then(|c| c.last_position)),
+            stream_at: start.file.clone(),
+            last_begin: None,
+            last_resume: start.clone(),
+            requests: SnapshotRequests::new(registry.store().clone(), &config.name),
+            next_request_poll: now,
+            next_chunk_try: now,
             config: config.clone(),
             name: config.name.as_str().into(),
             database: config.host.as_str().into(),
@@ -249,36 +299,56 @@ impl MysqlSource {
         while self.pending.is_empty() {
             match &mut self.phase {
                 Phase::Copying(copy) => {
-                    if let Some(events) = copy
+                    if let Some(chunk) = copy
                         .next_chunk(&self.tables, &self.name, &self.database)
                         .await?
                     {
-                        self.pending.extend(events);
+                        // Each chunk is durable with its cursor.
+                        self.pending.extend(chunk.events);
+                        self.pending.push_back(SourceEvent::Commit {
+                            resume: ResumePoint::Mysql(self.start.clone()),
+                        });
+                        self.state.chunk_done(&chunk.table, chunk.rows, chunk.next);
+                        self.pending
+                            .push_back(SourceEvent::Progress(self.state.clone()));
                         continue;
                     }
-                    // The copy is complete: its rows end with a commit at
-                    // the copy's position, then the binlog continues there.
+                    // The copy is complete; the binlog continues at its position.
                     for table in self.state.tables.clone() {
-                        self.state.finish(&table);
+                        if self
+                            .state
+                            .pending
+                            .iter()
+                            .any(|p| p.table == table && p.kind == SnapshotKind::Initial)
+                        {
+                            self.state.finish(&table);
+                        }
                     }
-                    self.pending.push_back(SourceEvent::Commit {
-                        resume: ResumePoint::Mysql(self.start.clone()),
-                    });
                     self.pending
                         .push_back(SourceEvent::Progress(self.state.clone()));
+                    self.chunks.placed_through(copy.last_position());
                     let flavor = copy.flavor();
-                    let replication = MysqlReplication::start(MysqlReplicationConfig {
-                        opts: connect_opts(&self.config)?,
-                        server_id: self.config.server_id,
-                        flavor,
-                        start: Some(self.start.clone()),
-                        heartbeat: Duration::from_millis(self.config.heartbeat_ms),
-                    })
+                    let replication = MysqlReplication::start_with(
+                        MysqlReplicationConfig {
+                            opts: connect_opts(&self.config)?,
+                            server_id: self.config.server_id,
+                            flavor,
+                            start: Some(self.start.clone()),
+                            heartbeat: Duration::from_millis(self.config.heartbeat_ms),
+                        },
+                        start_by(flavor),
+                    )
                     .await?;
                     tracing::info!(source = %self.name, "initial snapshot done; streaming the binlog");
                     self.phase = Phase::Streaming(Box::new(replication));
                 }
-                Phase::Streaming(replication) => {
+                Phase::Streaming(_) => {
+                    if self.txn.is_none() && self.held.is_none() && self.snapshot_step().await? {
+                        continue;
+                    }
+                    let Phase::Streaming(replication) = &mut self.phase else {
+                        unreachable!("matched above")
+                    };
                     let event = match self.held.take() {
                         Some(event) => event,
                         None => replication.next().await?,
@@ -305,6 +375,7 @@ impl MysqlSource {
         let event = self.held.take().expect("held above");
         match event {
             MysqlEvent::Begin { at, timestamp, .. } => {
+                self.last_begin = Some(at.clone());
                 self.txn = Some(OpenTxn {
                     file_seq: file_seq(&at)?,
                     txn_pos: at.pos,
@@ -362,12 +433,18 @@ impl MysqlSource {
             MysqlEvent::Query { .. } => unreachable!("handled above"),
             MysqlEvent::Commit { resume, .. } => {
                 self.txn = None;
+                self.stream_at = resume.file.clone();
+                self.last_resume = resume.clone();
                 self.pending.push_back(SourceEvent::Commit {
                     resume: ResumePoint::Mysql(resume),
                 });
             }
             MysqlEvent::Heartbeat { resume } => {
                 if self.txn.is_none() {
+                    if resume.file > self.stream_at {
+                        self.stream_at = resume.file.clone();
+                        self.last_resume = resume.clone();
+                    }
                     self.pending.push_back(SourceEvent::Idle {
                         resume: ResumePoint::Mysql(resume),
                     });
@@ -375,6 +452,137 @@ impl MysqlSource {
             }
         }
         Ok(())
+    }
+
+    /// One step of incremental snapshots between binlog transactions:
+    /// emit a held chunk the stream has reached, act on new requests, or
+    /// read the next chunk. `true` when events were queued.
+    async fn snapshot_step(&mut self) -> Result<bool, SourceError> {
+        if let Some(chunk) = self
+            .chunks
+            .take_ready(&self.stream_at, self.last_begin.as_ref())
+        {
+            self.emit_chunk(chunk);
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= self.next_request_poll {
+            self.next_request_poll = now + REQUEST_POLL_INTERVAL;
+            if self.poll_requests().await? {
+                return Ok(true);
+            }
+        }
+        if self.chunks.holds() || now < self.next_chunk_try {
+            return Ok(false);
+        }
+        let Some(entry) = self.state.pending.first().cloned() else {
+            return Ok(false);
+        };
+        let key = entry
+            .table
+            .split_once('.')
+            .map(|(d, t)| (d.to_string(), t.to_string()))
+            .unwrap_or_default();
+        let Some(table) = self.tables.get(&key).cloned() else {
+            tracing::warn!(source = %self.name, table = %entry.table, "table no longer captured or gone; its snapshot is dropped");
+            self.state.skip(&entry.table);
+            self.pending
+                .push_back(SourceEvent::Progress(self.state.clone()));
+            return Ok(true);
+        };
+        if entry.cursor.is_none() && entry.rows == 0 {
+            tracing::info!(source = %self.name, table = %entry.table, reset = entry.reset, "incremental snapshot of table started");
+        }
+        if !self
+            .chunks
+            .read(&self.config, self.flavor, &table, &entry)
+            .await?
+        {
+            // The catalog is ahead of the stream (a DDL not yet streamed).
+            self.next_chunk_try = now + Duration::from_millis(200);
+            return Ok(false);
+        }
+        match self
+            .chunks
+            .take_ready(&self.stream_at, self.last_begin.as_ref())
+        {
+            Some(chunk) => {
+                self.emit_chunk(chunk);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Queues a chunk's rows, a commit at the stream's position and the
+    /// table's progress (durable together).
+    fn emit_chunk(&mut self, chunk: HeldChunk) {
+        let table = chunk.table.clone();
+        let rows = chunk.row_count();
+        let next = chunk.next.clone();
+        let info = SourceInfo {
+            source: self.name.clone(),
+            database: self.database.clone(),
+            xid: None,
+            change_lsn: None,
+            commit_ts_micros: chrono::Utc::now().timestamp_micros(),
+        };
+        self.pending.extend(self.chunks.changes(chunk, &info));
+        self.pending.push_back(SourceEvent::Commit {
+            resume: ResumePoint::Mysql(self.last_resume.clone()),
+        });
+        let total = self.state.chunk_done(&table, rows, next.clone());
+        if next.is_none() {
+            tracing::info!(source = %self.name, table = %table, rows = total, "incremental snapshot of table finished");
+        }
+        self.pending
+            .push_back(SourceEvent::Progress(self.state.clone()));
+    }
+
+    /// Reads `tributary snapshot` requests from the lake; `true` when the
+    /// snapshot state changed (a Progress event was queued).
+    async fn poll_requests(&mut self) -> Result<bool, SourceError> {
+        let store_err = |e: crate::sink::SinkError| SourceError::Transient {
+            message: format!("reading snapshot requests: {e}"),
+        };
+        let waiting = self.requests.waiting().await.map_err(store_err)?;
+        let ids: Vec<String> = waiting.iter().map(|(id, _)| id.clone()).collect();
+        let before = self.state.clone();
+        for (id, request) in waiting {
+            if self.state.requests.contains(&id) {
+                continue;
+            }
+            match request {
+                Err(why) => {
+                    tracing::warn!(source = %self.name, request = %id, "ignoring an unreadable snapshot request: {why}");
+                }
+                Ok(request) => {
+                    for table in &request.tables {
+                        if self.state.tables.contains(table) {
+                            self.state.enqueue_with(
+                                table,
+                                SnapshotKind::Incremental,
+                                request.reset,
+                            );
+                        } else {
+                            tracing::warn!(source = %self.name, request = %id, table = %table, "requested table is not captured by this source; skipped");
+                        }
+                    }
+                    tracing::info!(source = %self.name, request = %id, tables = ?request.tables, reset = request.reset, "snapshot requested");
+                    self.state.requests.push(id);
+                }
+            }
+        }
+        self.requests
+            .clean_up(&mut self.state, &ids)
+            .await
+            .map_err(store_err)?;
+        if self.state != before {
+            self.pending
+                .push_back(SourceEvent::Progress(self.state.clone()));
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// The shape the rows of `table_map` were written with: the table's
@@ -431,59 +639,6 @@ impl MysqlSource {
         };
         self.historic.insert(cache_key, table.clone());
         Ok(table)
-    }
-
-    /// Every row of `table` as it is now, in primary-key order.
-    ///
-    /// Read after the DDL that made it necessary and emitted at that DDL's
-    /// position: changes between the DDL and the read are then replayed on
-    /// top from the binlog, and since row events carry full images
-    /// (`binlog_row_image = FULL`), the result converges to the source.
-    async fn read_table(&mut self, table: &MysqlTable) -> Result<Vec<Row>, SourceError> {
-        use tributary_mysql::mysql_async::prelude::Queryable;
-        let schema = &table.schema;
-        let ident = |n: &str| format!("`{}`", n.replace('`', "``"));
-        let columns: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
-        let order: Vec<String> = schema
-            .key
-            .iter()
-            .map(|&i| ident(&schema.columns[i].name))
-            .collect();
-        let mut sql = format!(
-            "SELECT {} FROM {}.{}",
-            columns.join(", "),
-            ident(&schema.namespace),
-            ident(&schema.name)
-        );
-        if !order.is_empty() {
-            sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
-        }
-        let rows: Vec<mysql_async::Row> = self.catalog.exec(sql, ()).await.map_err(|e| {
-            SourceError::from(tributary_mysql::MysqlError::from_driver(
-                e,
-                &format!("copying {} again", schema.qualified_name()),
-                "-",
-            ))
-        })?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut image = Vec::with_capacity(schema.columns.len());
-            for ((value, column), decode) in row
-                .unwrap()
-                .into_iter()
-                .zip(&schema.columns)
-                .zip(&table.decode)
-            {
-                image.push(row_value::to_value(column, decode, value).map_err(|e| {
-                    SourceError::definite(format!(
-                        "{} (copy after DDL): {e}",
-                        schema.qualified_name()
-                    ))
-                })?);
-            }
-            out.push(image);
-        }
-        Ok(out)
     }
 
     /// A row image in schema order.
@@ -575,10 +730,18 @@ impl MysqlSource {
         match &ddl {
             DdlEvent::NotDdl => Ok(()),
             DdlEvent::Unknown { tables, .. } => {
+                let reload = self.config.on_unparsed_ddl == OnUnparsedDdl::Reload;
+                if reload && !tables.is_empty() {
+                    for table in tables.iter().filter(|t| is_configured(t)) {
+                        tracing::warn!(source = %self.name, table = %table, statement = %sql, "statement not understood; re-reading the table's columns (on_unparsed_ddl = \"reload\")");
+                        self.reload(key_of(table), sql, false).await?;
+                    }
+                    return Ok(());
+                }
                 if tables.is_empty() || tables.iter().any(is_configured) {
                     let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
                     return Err(SourceError::definite(format!(
-                        "cannot understand this statement on {}: {sql:?}; if it changes a captured table, later rows would be decoded wrongly, so the source stops. Rewrite it as plain ALTER/CREATE/DROP/RENAME TABLE, or remove the table from `tables`, then restart",
+                        "cannot understand this statement on {}: {sql:?}; if it changes a captured table, later rows would be decoded wrongly, so the source stops. If the statement does not change the table's columns (or is the last change of shape ahead), set on_unparsed_ddl = \"reload\" for this source and restart; otherwise remove the table from `tables` and copy it again",
                         if names.is_empty() {
                             "an unnamed table".to_string()
                         } else {
@@ -650,32 +813,37 @@ impl MysqlSource {
             return Ok(());
         };
         tracing::info!(source = %self.name, table = %name, statement = %sql, "table changed shape; schema reloaded");
+        // (reason, empty the lake table first)
         let recopy = match self.tables.get(&key) {
             _ if fresh => None,
-            Some(old) => rewritten_columns(&old.schema, &table.schema),
-            None => Some("a table was renamed into this captured name".to_string()),
+            Some(old) => rewritten_columns(&old.schema, &table.schema).map(|why| (why, false)),
+            None => Some((
+                "a table was renamed into this captured name".to_string(),
+                true,
+            )),
         };
-        // Read first (awaits), change state after: a cancelled `next`
-        // repeats this whole step.
-        let rows = match &recopy {
-            Some(why) => {
-                tracing::info!(source = %self.name, table = %name, reason = %why, "stored values changed without row events; copying the table again");
-                Some(self.read_table(&table).await?)
-            }
-            None => None,
-        };
+        self.chunks.forget(&name);
         self.tables.insert(key, table.clone());
-        let at = self.txn.as_ref().map(|t| t.txn_pos).unwrap_or_default();
         if fresh {
             // Created (again): whatever the lake held belongs to a dropped
             // table; rows of the new one follow as row events.
+            let at = self.txn.as_ref().map(|t| t.txn_pos).unwrap_or_default();
             self.push(&table, Op::Truncate, None, None, at)?;
-        }
-        if let Some(rows) = rows {
-            self.push(&table, Op::Truncate, None, None, at)?;
-            for row in rows {
-                self.push(&table, Op::Read, None, Some(row), at)?;
+            if self.state.is_pending(&name) {
+                self.state.skip(&name);
+                self.pending
+                    .push_back(SourceEvent::Progress(self.state.clone()));
             }
+        }
+        if let Some((why, reset)) = recopy {
+            // Every row is read again, chunk by chunk, while the stream goes
+            // on: the lake converges to the new values (and, after a
+            // rename, loses the rows of the table that had the name).
+            tracing::info!(source = %self.name, table = %name, reason = %why, "stored values changed without row events; snapshotting the table again");
+            self.state
+                .enqueue_with(&name, SnapshotKind::Incremental, reset);
+            self.pending
+                .push_back(SourceEvent::Progress(self.state.clone()));
         }
         Ok(())
     }
@@ -701,6 +869,65 @@ fn rewritten_columns(old: &TableSchema, new: &TableSchema) -> Option<String> {
         }
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// How a stream asks for its start: MariaDB by GTID position (it survives
+/// a failover to a replica with other file names; the position is always
+/// complete, see [`with_gtid`]); MySQL by file coordinates (a GTID set read
+/// from mid-file would miss the earlier `Previous_gtids`).
+fn start_by(flavor: Flavor) -> StartBy {
+    match flavor {
+        Flavor::MariaDb => StartBy::Gtid,
+        Flavor::MySql => StartBy::FileCoordinates,
+    }
+}
+
+/// The resume point at binlog coordinates `file` (with its GTID position on
+/// MariaDB), for `checkpoint reset`.
+pub async fn resume_at(
+    conn: &mut Conn,
+    flavor: Flavor,
+    file: BinlogFile,
+) -> Result<MysqlResume, SourceError> {
+    with_gtid(
+        conn,
+        flavor,
+        MysqlResume {
+            file,
+            mariadb_gtid: None,
+            mysql_gtid: None,
+        },
+    )
+    .await
+}
+
+/// Fills in the MariaDB GTID position of a file position that lacks one
+/// (an initial copy's, or a checkpoint written before GTIDs were tracked):
+/// `BINLOG_GTID_POS` gives the exact position at those coordinates.
+async fn with_gtid(
+    conn: &mut Conn,
+    flavor: Flavor,
+    mut resume: MysqlResume,
+) -> Result<MysqlResume, SourceError> {
+    use tributary_mysql::mysql_async::prelude::Queryable;
+    if flavor != Flavor::MariaDb || resume.mariadb_gtid.is_some() {
+        return Ok(resume);
+    }
+    let gtid: Option<Option<String>> = conn
+        .exec_first(
+            "SELECT BINLOG_GTID_POS(?, ?)",
+            (resume.file.file.as_str(), resume.file.pos),
+        )
+        .await
+        .map_err(|e| {
+            SourceError::from(tributary_mysql::MysqlError::from_driver(
+                e,
+                &format!("reading the GTID position at {}", resume.file),
+                "-",
+            ))
+        })?;
+    resume.mariadb_gtid = gtid.flatten().filter(|g| !g.is_empty());
+    Ok(resume)
 }
 
 /// Column names a table map carries (with `binlog_row_metadata = FULL`).

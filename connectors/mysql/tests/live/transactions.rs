@@ -218,7 +218,7 @@ async fn a_purged_position_is_a_clear_error() {
     assert!(matches!(error, MysqlError::Purged { .. }), "{error:?}");
     let message = error.to_string();
     assert!(
-        message.contains(&old.file.file) && message.contains("tributary snapshot"),
+        message.contains(&old.file.file) && message.contains("tributary checkpoint reset"),
         "{message}"
     );
 
@@ -244,7 +244,7 @@ async fn a_purged_position_is_a_clear_error() {
     assert!(
         message.contains(&format!("GTID {gtid})"))
             && message.contains("was purged")
-            && message.contains("tributary snapshot"),
+            && message.contains("tributary checkpoint reset"),
         "{message}"
     );
 }
