@@ -15,6 +15,7 @@ mod full_sink;
 mod harness;
 mod lake_merge;
 mod mysql_binlog;
+mod mysql_snapshots;
 mod schema_evolution;
 mod schema_incompatible;
 mod schema_registry_http;

@@ -30,14 +30,14 @@ use crate::harness::truth::{duckdb_merge, format_decimal};
 
 const TABLES: &[&str] = &["shop.items", "shop.pairs"];
 
-struct Setup {
+pub(crate) struct Setup {
     _tmp: tempfile::TempDir,
-    root: PathBuf,
-    lake: PathBuf,
-    config: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) lake: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
-fn setup(server: &Mariadb, extra: &str) -> Setup {
+pub(crate) fn setup(server: &Mariadb, extra: &str) -> Setup {
     let tmp = tempfile::Builder::new()
         .prefix("tributary-mysql-")
         .tempdir()
@@ -83,7 +83,7 @@ snapshot_chunk_rows = 300
     }
 }
 
-const SCHEMA: &str = "CREATE DATABASE shop;
+pub(crate) const SCHEMA: &str = "CREATE DATABASE shop;
 CREATE TABLE shop.items (
   id INT PRIMARY KEY, u INT UNSIGNED, big BIGINT UNSIGNED, tiny TINYINT UNSIGNED,
   d DECIMAL(12,3), f DOUBLE, bits BIT(10), name VARCHAR(40), body TEXT,
@@ -95,7 +95,7 @@ CREATE TABLE shop.items (
 CREATE TABLE shop.pairs (a INT, b VARCHAR(10), v INT, PRIMARY KEY (a, b));
 CREATE TABLE shop.marker (id INT PRIMARY KEY);";
 
-fn item_values(rng: &mut StdRng, id: i64) -> String {
+pub(crate) fn item_values(rng: &mut StdRng, id: i64) -> String {
     let e = ["'red'", "'green'", "'blue'"][rng.random_range(0..3)];
     let s = ["''", "'x'", "'x,z'", "'y,z'", "'x,y,z'"][rng.random_range(0..5)];
     let vals = vec![
@@ -199,7 +199,7 @@ fn item_values(rng: &mut StdRng, id: i64) -> String {
     format!("({})", vals.join(", "))
 }
 
-async fn random_transaction(conn: &mut Conn, rng: &mut StdRng, next_id: &mut i64) {
+pub(crate) async fn random_transaction(conn: &mut Conn, rng: &mut StdRng, next_id: &mut i64) {
     let mut sql = String::from("START TRANSACTION;");
     for _ in 0..rng.random_range(1..8) {
         match rng.random_range(0..10) {
@@ -264,7 +264,7 @@ async fn random_transaction(conn: &mut Conn, rng: &mut StdRng, next_id: &mut i64
 
 /// Waits until the lake holds marker row `id` (everything written before
 /// it is then durable too).
-async fn wait_marker(conn: &mut Conn, lake: &Path, id: i64, daemon: &mut DaemonProcess) {
+pub(crate) async fn wait_marker(conn: &mut Conn, lake: &Path, id: i64, daemon: &mut DaemonProcess) {
     conn.query_drop(format!("INSERT INTO shop.marker VALUES ({id})"))
         .await
         .unwrap();
@@ -367,7 +367,7 @@ fn canon_source(ty: &ColumnType, text: Option<String>) -> Option<String> {
     })
 }
 
-async fn assert_truth(conn: &mut Conn, lake: &Path) {
+pub(crate) async fn assert_truth(conn: &mut Conn, lake: &Path) {
     let store = LakeStore::local(lake).unwrap();
     let merged = BronzeMerge::load(&store, "shop").await.unwrap();
     let duck_dir = tempfile::tempdir().unwrap();

@@ -329,9 +329,17 @@ impl Fields<'_> {
     }
 }
 
+/// At most this many characters of a malformed event go into its error.
+const QUOTED_EVENT_CHARS: usize = 500;
+
 fn malformed(raw: &Document, message: String) -> MongoError {
+    let mut quoted = extended_json(raw);
+    if let Some((cut, _)) = quoted.char_indices().nth(QUOTED_EVENT_CHARS) {
+        quoted.truncate(cut);
+        quoted.push('…');
+    }
     MongoError::Decode {
-        message: format!("{message}: {}", extended_json(raw)),
+        message: format!("{message}: {quoted}"),
     }
 }
 

@@ -164,9 +164,20 @@ impl MongoChangeStream {
             StartAt::After(token) => watch.start_after(token_from_document(token)?),
             StartAt::OperationTime(time) => watch.start_at_operation_time(*time),
         };
-        let stream = watch.await.map_err(|e| {
-            MongoError::from_driver(e, &format!("opening the change stream on {target}"))
-        })?;
+        let context = match &config.start {
+            StartAt::Now => format!("opening the change stream on {target}"),
+            StartAt::After(token) => format!(
+                "opening the change stream on {target} after resume token {}",
+                extended_json(token)
+            ),
+            StartAt::OperationTime(time) => format!(
+                "opening the change stream on {target} at cluster time {}.{}",
+                time.time, time.increment
+            ),
+        };
+        let stream = watch
+            .await
+            .map_err(|e| MongoError::from_driver(e, &context))?;
         Ok(MongoChangeStream {
             stream: stream.with_type::<Document>(),
             target,

@@ -2,7 +2,7 @@
 //! `wire/script.rs`): the real driver, real sockets, recorded change
 //! events. Proves ordering across batches, resume tokens, restarts with
 //! `startAfter`, transparent resumption after a dropped connection, the
-//! lost-history error and the preflight.
+//! lost-history error, the preflight, and snapshot range scans.
 
 #[path = "wire/framing.rs"]
 mod framing;
@@ -15,8 +15,9 @@ use std::time::Duration;
 use mongodb::Client;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use tributary_mongodb::{
-    ChangeOp, ChangeStreamConfig, FullDocumentMode, MongoChangeStream, MongoError, StartAt,
-    Topology, cluster_time, preflight,
+    ChangeOp, ChangeStreamConfig, FullDocumentMode, IdRange, MongoChangeStream, MongoError,
+    RangeScan, ScanConsistency, StartAt, Topology, cluster_time, preflight, scan_range,
+    split_id_ranges,
 };
 
 use script::{CLUSTER_TIME, Script, ScriptedServer, token};
@@ -256,7 +257,9 @@ async fn lost_history_is_definite_and_names_snapshot() {
         assert!(!error.is_transient());
         let text = error.to_string();
         assert!(
-            text.contains("no longer in the oplog") && text.contains("tributary snapshot --source"),
+            text.contains("no longer in the oplog")
+                && text.contains("tributary snapshot --source")
+                && text.contains(r#"after resume token {"_data":"000000000000000301"}"#),
             "{text}"
         );
         // A token still in the (scripted) oplog works.
@@ -338,6 +341,121 @@ async fn replica_set_preflight_lists_collections_without_images() {
             doc! { "type": "collection", "name": { "$in": ["users", "orders", "Items"] } }
         );
         assert_eq!(cluster_time(&client).await.unwrap(), CLUSTER_TIME);
+    })
+    .await;
+}
+
+/// Every `_id` a scan returns.
+async fn read_ids(scan: &mut RangeScan) -> Vec<i32> {
+    let mut ids = Vec::new();
+    while let Some(document) = scan.next_document().await.unwrap() {
+        ids.push(document.get_i32("_id").unwrap());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn snapshot_ranges_cover_every_document_once_and_resume() {
+    within_seconds(20, async {
+        let server = ScriptedServer::start(Script {
+            documents: (0..10).map(|i| doc! { "_id": i, "n": i * 10 }).collect(),
+            ..Script::default()
+        })
+        .await;
+        let client = client(&server).await;
+        let users = client
+            .database("engineering")
+            .collection::<Document>("users");
+        let ranges = split_id_ranges(&users, 3).await.unwrap();
+        let described: Vec<String> = ranges.iter().map(IdRange::describe).collect();
+        assert_eq!(
+            described,
+            vec![
+                r#"(-∞, {"$numberInt":"3"})"#,
+                r#"[{"$numberInt":"3"}, {"$numberInt":"6"})"#,
+                r#"[{"$numberInt":"6"}, ∞)"#,
+            ]
+        );
+        let mut all = Vec::new();
+        for range in &ranges {
+            let mut scan = scan_range(&users, range, 2, ScanConsistency::Majority)
+                .await
+                .unwrap();
+            all.extend(read_ids(&mut scan).await);
+        }
+        assert_eq!(
+            all,
+            (0..10).collect::<Vec<_>>(),
+            "every document once, in _id order"
+        );
+        let find = server.commands("find").pop().unwrap();
+        assert_eq!(
+            find.get_document("readConcern"),
+            Ok(&doc! { "level": "majority" })
+        );
+        assert_eq!(find.get_document("hint"), Ok(&doc! { "_id": 1 }));
+        assert_eq!(find.get_document("min"), Ok(&doc! { "_id": 6 }));
+
+        // Interrupted after one document, the range resumes after it.
+        let mut scan = scan_range(&users, &ranges[1], 2, ScanConsistency::Majority)
+            .await
+            .unwrap();
+        let first = scan.next_document().await.unwrap().unwrap();
+        assert_eq!(first.get_i32("_id"), Ok(3));
+        let rest = scan.remaining();
+        drop(scan);
+        let mut resumed = scan_range(&users, &rest, 2, ScanConsistency::Majority)
+            .await
+            .unwrap();
+        assert_eq!(read_ids(&mut resumed).await, vec![4, 5]);
+        assert_eq!(resumed.last_id(), Some(&mongodb::bson::Bson::Int32(5)));
+
+        // A snapshot scan reads at the given cluster time.
+        let mut snapshot = scan_range(
+            &users,
+            &IdRange::all(),
+            4,
+            ScanConsistency::SnapshotAt(CLUSTER_TIME),
+        )
+        .await
+        .unwrap();
+        assert_eq!(read_ids(&mut snapshot).await.len(), 10);
+        let find = server.commands("find").pop().unwrap();
+        assert_eq!(
+            find.get_document("readConcern"),
+            Ok(&doc! { "level": "snapshot", "atClusterTime": CLUSTER_TIME })
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn database_streams_filter_on_the_configured_collections() {
+    within_seconds(20, async {
+        let server = ScriptedServer::start(Script {
+            events: inserts(1),
+            ..Script::default()
+        })
+        .await;
+        let client = client(&server).await;
+        let mut config = ChangeStreamConfig::new("engineering");
+        config.collections = vec!["users".into(), "orders".into()];
+        config.start = StartAt::OperationTime(CLUSTER_TIME);
+        config.max_await_time = Some(Duration::from_millis(250));
+        let mut stream = MongoChangeStream::open(&client, &config).await.unwrap();
+        stream.next_event().await.unwrap();
+        let aggregate = server.commands("aggregate").pop().unwrap();
+        assert_eq!(aggregate.get_i32("aggregate"), Ok(1), "a database stream");
+        let pipeline = aggregate.get_array("pipeline").unwrap();
+        assert_eq!(
+            pipeline[1].as_document(),
+            Some(&tributary_mongodb::collection_filter(&config.collections))
+        );
+        let stage = server.change_stream_stages().pop().unwrap();
+        assert_eq!(
+            stage.get_timestamp("startAtOperationTime"),
+            Ok(CLUSTER_TIME)
+        );
     })
     .await;
 }

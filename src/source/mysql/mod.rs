@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use tributary_mysql::mysql_async::{self, Conn, Opts, OptsBuilder};
 use tributary_mysql::{
-    BinlogFile, DdlEvent, Flavor, MysqlEvent, MysqlReplication, MysqlReplicationConfig,
-    MysqlResume, RowsKind, StartBy, TableName,
+    AlterChange, BinlogFile, DdlEvent, Flavor, MysqlEvent, MysqlReplication,
+    MysqlReplicationConfig, MysqlResume, RowsKind, StartBy, TableName,
 };
 
 use tributary_mysql::mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
@@ -734,7 +734,7 @@ impl MysqlSource {
                 if reload && !tables.is_empty() {
                     for table in tables.iter().filter(|t| is_configured(t)) {
                         tracing::warn!(source = %self.name, table = %table, statement = %sql, "statement not understood; re-reading the table's columns (on_unparsed_ddl = \"reload\")");
-                        self.reload(key_of(table), sql, false).await?;
+                        self.reload(key_of(table), sql, Arrival::Altered).await?;
                     }
                     return Ok(());
                 }
@@ -784,14 +784,37 @@ impl MysqlSource {
                     DdlEvent::CreateTable { or_replace, .. } => (true, *or_replace),
                     _ => (false, false),
                 };
+                // Names another table was renamed onto (an online schema
+                // change tool's cut-over swaps a shadow table in).
+                let renamed_onto: Vec<TableName> = match &ddl {
+                    DdlEvent::RenameTable { renames } => {
+                        renames.iter().map(|(_, to)| to.clone()).collect()
+                    }
+                    DdlEvent::AlterTable { changes, .. } => changes
+                        .iter()
+                        .filter_map(|c| match c {
+                            AlterChange::RenameTable { to } => Some(to.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let mut seen = Vec::new();
                 for table in ddl.tables() {
-                    if !is_configured(&table) {
+                    if !is_configured(&table) || seen.contains(&table) {
                         continue;
                     }
+                    seen.push(table.clone());
                     let key = key_of(&table);
-                    // `CREATE TABLE IF NOT EXISTS` on a live table changes nothing.
-                    let fresh = created && (or_replace || !self.tables.contains_key(&key));
-                    self.reload(key, sql, fresh).await?;
+                    let arrival = if renamed_onto.contains(&table) {
+                        Arrival::RenamedOnto
+                    } else if created && (or_replace || !self.tables.contains_key(&key)) {
+                        // `CREATE TABLE IF NOT EXISTS` on a live table changes nothing.
+                        Arrival::Created
+                    } else {
+                        Arrival::Altered
+                    };
+                    self.reload(key, sql, arrival).await?;
                 }
                 Ok(())
             }
@@ -804,8 +827,9 @@ impl MysqlSource {
         &mut self,
         key: (String, String),
         sql: &str,
-        fresh: bool,
+        arrival: Arrival,
     ) -> Result<(), SourceError> {
+        let fresh = arrival == Arrival::Created;
         let name = format!("{}.{}", key.0, key.1);
         let Some(table) = table_catalog::load(&mut self.catalog, &key.0, &key.1).await? else {
             // Renamed away or dropped in the same statement.
@@ -814,13 +838,15 @@ impl MysqlSource {
         };
         tracing::info!(source = %self.name, table = %name, statement = %sql, "table changed shape; schema reloaded");
         // (reason, empty the lake table first)
-        let recopy = match self.tables.get(&key) {
-            _ if fresh => None,
-            Some(old) => rewritten_columns(&old.schema, &table.schema).map(|why| (why, false)),
-            None => Some((
-                "a table was renamed into this captured name".to_string(),
+        let recopy = match (arrival, self.tables.get(&key)) {
+            (Arrival::Created, _) => None,
+            (Arrival::RenamedOnto, _) | (Arrival::Altered, None) => Some((
+                "another table was renamed onto this captured name".to_string(),
                 true,
             )),
+            (Arrival::Altered, Some(old)) => {
+                rewritten_columns(&old.schema, &table.schema).map(|why| (why, false))
+            }
         };
         self.chunks.forget(&name);
         self.tables.insert(key, table.clone());
@@ -847,6 +873,17 @@ impl MysqlSource {
         }
         Ok(())
     }
+}
+
+/// How a captured table reached its new state in a DDL statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Changed in place (ALTER, or a statement re-read on request).
+    Altered,
+    /// Created (again): starts empty, rows follow as row events.
+    Created,
+    /// Another table took the name: its rows replace the lake's.
+    RenamedOnto,
 }
 
 /// Why a change of shape rewrote stored values without row events (a

@@ -312,6 +312,13 @@ fn missing_resume_token_is_an_error() {
     assert!(!error.is_transient());
     let text = error.to_string();
     assert!(text.contains("no _id (resume token)"), "{text}");
+    let huge = doc! { "operationType": "insert", "fullDocument": { "blob": "x".repeat(100_000) } };
+    let text = ChangeEvent::from_document(&huge).unwrap_err().to_string();
+    assert!(
+        text.len() < 1_000 && text.ends_with('…'),
+        "{} chars",
+        text.len()
+    );
 }
 
 #[test]

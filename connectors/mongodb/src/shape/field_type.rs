@@ -36,7 +36,7 @@ pub enum FieldType {
     /// An array whose elements all widen to this type.
     Array(Box<FieldType>),
     /// Anything without a better common type, kept as canonical Extended
-    /// JSON text (see [`crate::extended_json`]).
+    /// JSON text (see [`crate::extended_json()`]).
     Json,
 }
 

@@ -1,8 +1,8 @@
 //! A scripted MongoDB server: answers what the driver and the connector
 //! send (`hello`/`isMaster`, `ping`, `buildInfo`, `endSessions`,
 //! `listCollections`, `aggregate` with `$changeStream`, `getMore`,
-//! `killCursors`) from a [`Script`], and records every command so tests
-//! can assert what the server saw.
+//! `killCursors`, and `count`/`find` on one collection) from a [`Script`],
+//! and records every command so tests can assert what the server saw.
 //!
 //! The change stream serves the script's recorded events in order, in
 //! batches of the planned sizes. Resume tokens encode a position in the
@@ -13,6 +13,11 @@
 //! position, and fails with `ChangeStreamHistoryLost` (286) when that
 //! position is older than [`Script::oldest_position`] (the oplog rolled
 //! over).
+//!
+//! `find` reads [`Script::documents`] (integer `_id`s, kept sorted) with
+//! what the snapshot helpers send: `min`/`max` index bounds on `_id`, a
+//! `{_id: {$ne: …}}` filter, `skip`, `limit`, an `_id`-only projection, and
+//! `getMore` for the rest.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -42,6 +47,8 @@ pub struct Script {
     pub collections: Vec<Document>,
     /// `buildInfo.version`.
     pub version: String,
+    /// The documents `find` reads, sorted by their integer `_id`s.
+    pub documents: Vec<Document>,
 }
 
 impl Default for Script {
@@ -55,6 +62,7 @@ impl Default for Script {
             oldest_position: 0,
             collections: Vec::new(),
             version: "7.0.14".into(),
+            documents: Vec::new(),
         }
     }
 }
@@ -85,7 +93,13 @@ struct State {
     position: usize,
     cursor_ns: String,
     get_mores: usize,
+    /// What the open `find` cursor has left.
+    found: VecDeque<Document>,
 }
+
+/// Cursor ids: the change stream's and the `find`'s.
+const CHANGE_STREAM_CURSOR: i64 = 42;
+const FIND_CURSOR: i64 = 43;
 
 /// A running scripted server.
 #[derive(Debug, Clone)]
@@ -112,6 +126,7 @@ impl ScriptedServer {
             position: 0,
             cursor_ns: String::new(),
             get_mores: 0,
+            found: VecDeque::new(),
         }));
         let server = ScriptedServer { port, state };
         let serving = server.clone();
@@ -195,6 +210,12 @@ impl ScriptedServer {
                 "ok": 1.0,
             },
             "aggregate" => state.open_change_stream(&command),
+            "count" => doc! { "n": state.script.documents.len() as i32, "ok": 1.0 },
+            "find" => state.find(&command),
+            "getMore" if command.get_i64("getMore") == Ok(FIND_CURSOR) => {
+                let size = command.get_i32("batchSize").unwrap_or(101) as usize;
+                state.found_batch(size, "nextBatch", false)
+            }
             "getMore" => {
                 state.get_mores += 1;
                 if state.script.close_on_get_more.contains(&state.get_mores) {
@@ -278,11 +299,84 @@ impl State {
             "cursor": {
                 field: events,
                 "postBatchResumeToken": post_batch,
-                "id": 42_i64,
+                "id": CHANGE_STREAM_CURSOR,
                 "ns": self.cursor_ns.clone(),
             },
             "ok": 1.0,
         }
+    }
+
+    fn find(&mut self, command: &Document) -> Document {
+        let id_of = |d: &Document| d.get("_id").and_then(integer);
+        let bound = |name: &str| {
+            command
+                .get_document(name)
+                .ok()
+                .and_then(|b| b.get("_id"))
+                .and_then(integer)
+        };
+        let (min, max) = (bound("min"), bound("max"));
+        let excluded = command
+            .get_document("filter")
+            .ok()
+            .and_then(|f| f.get_document("_id").ok())
+            .and_then(|c| c.get("$ne"))
+            .and_then(integer);
+        let ids_only = command.get_document("projection").ok() == Some(&doc! { "_id": 1 });
+        let skip = command.get_i64("skip").unwrap_or(0) as usize;
+        let limit = command
+            .get_i64("limit")
+            .map_or(usize::MAX, |l| l.unsigned_abs() as usize);
+        self.found = self
+            .script
+            .documents
+            .iter()
+            .filter(|d| {
+                let id = id_of(d).unwrap();
+                min.is_none_or(|min| id >= min)
+                    && max.is_none_or(|max| id < max)
+                    && excluded != Some(id)
+            })
+            .skip(skip)
+            .take(limit)
+            .map(|d| {
+                if ids_only {
+                    doc! { "_id": d.get("_id").unwrap().clone() }
+                } else {
+                    d.clone()
+                }
+            })
+            .collect();
+        let size = command.get_i32("batchSize").unwrap_or(101) as usize;
+        let single = command.get_bool("singleBatch").unwrap_or(false);
+        self.cursor_ns = format!(
+            "{}.{}",
+            command.get_str("$db").unwrap_or("test"),
+            command.get_str("find").unwrap_or("c")
+        );
+        self.found_batch(size, "firstBatch", single)
+    }
+
+    fn found_batch(&mut self, size: usize, field: &str, single: bool) -> Document {
+        let take = size.min(self.found.len());
+        let batch: Vec<Bson> = self.found.drain(..take).map(Bson::Document).collect();
+        let id = if single || self.found.is_empty() {
+            0
+        } else {
+            FIND_CURSOR
+        };
+        doc! {
+            "cursor": { field: batch, "id": id, "ns": self.cursor_ns.clone() },
+            "ok": 1.0,
+        }
+    }
+}
+
+fn integer(value: &Bson) -> Option<i64> {
+    match value {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        _ => None,
     }
 }
 
