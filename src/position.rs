@@ -75,7 +75,25 @@ impl Position {
                 }
                 SortKey::Short(bytes)
             }
-            Position::Mysql { .. } => SortKey::Long(self.sort_key()),
+            Position::Mysql {
+                file_seq,
+                txn_pos,
+                ordinal,
+            } => {
+                let mut bytes = [0u8; BINLOG_SORT_KEY_LEN];
+                let fits = write_decimal(&mut bytes[..10], *file_seq)
+                    && write_decimal(&mut bytes[28..], *ordinal);
+                if !fits {
+                    return SortKey::Long(self.sort_key());
+                }
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                bytes[10] = b'-';
+                for (i, b) in bytes[11..27].iter_mut().enumerate() {
+                    *b = HEX[((txn_pos >> ((15 - i) * 4)) & 0xF) as usize];
+                }
+                bytes[27] = b'-';
+                SortKey::Binlog(bytes)
+            }
         }
     }
 
@@ -119,10 +137,23 @@ impl fmt::Display for Position {
 /// Length of a PostgreSQL sort key: 16 hex digits, `-`, 12 decimal digits.
 const SORT_KEY_LEN: usize = 29;
 
+/// Length of a binlog sort key: 10 digits, `-`, 16 hex digits, `-`, 12 digits.
+const BINLOG_SORT_KEY_LEN: usize = 40;
+
+/// Writes `n` as zero-padded decimal filling `out`; `false` if it is wider.
+fn write_decimal(out: &mut [u8], mut n: u64) -> bool {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    n == 0
+}
+
 /// A sort key on the stack (see [`Position::sort_key_buf`]).
 #[derive(Debug, Clone)]
 pub enum SortKey {
     Short([u8; SORT_KEY_LEN]),
+    Binlog([u8; BINLOG_SORT_KEY_LEN]),
     Long(String),
 }
 
@@ -130,6 +161,7 @@ impl SortKey {
     pub fn as_str(&self) -> &str {
         match self {
             SortKey::Short(bytes) => std::str::from_utf8(bytes).expect("ASCII digits"),
+            SortKey::Binlog(bytes) => std::str::from_utf8(bytes).expect("ASCII digits"),
             SortKey::Long(s) => s,
         }
     }
@@ -220,6 +252,20 @@ mod tests {
             ordinal: 1_000_000_000_000,
         };
         assert_eq!(wide.sort_key_buf().as_str(), wide.sort_key());
+        for (file_seq, txn_pos, ordinal) in [
+            (1, 4, 1),
+            (42, 0xDEAD_BEEF, 999_999_999_999),
+            (9_999_999_999, u64::MAX, 7),
+            (10_000_000_000, 1, 1),
+            (1, 1, 1_000_000_000_000),
+        ] {
+            let p = Position::Mysql {
+                file_seq,
+                txn_pos,
+                ordinal,
+            };
+            assert_eq!(p.sort_key_buf().as_str(), p.sort_key());
+        }
     }
 
     #[test]
