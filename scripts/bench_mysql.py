@@ -15,6 +15,9 @@ benchmark's shape), then measures on the same binlog range:
              written with fsync, manifests and checkpoints.
 
 Prints rows/s of both and the ratio (target >= 0.9). Medians over --runs.
+With --perf FILE the last tributary run is recorded by `perf record --call-graph dwarf`
+(its time then includes perf's overhead; the profile is for reading with
+`perf report -i FILE`, not for the table).
 """
 
 import argparse
@@ -142,6 +145,7 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--txn-rows", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--perf", metavar="FILE", help="record the last tributary run with perf (dwarf call graphs)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="tributary-bench-mysql.")
     os.chmod(work, 0o755)
@@ -190,8 +194,11 @@ def main():
             verbose.append(time.monotonic() - t0)
             root, cfg = roots[i]
             with open(os.path.join(root, "daemon.log"), "a") as logf:
+                cmd = [args.tributary, "run", "--config", cfg]
+                if args.perf and i == args.runs - 1:
+                    cmd = ["perf", "record", "--call-graph", "dwarf,16384", "-F", "499", "-o", os.path.abspath(args.perf), "--"] + cmd
                 t0 = time.monotonic()
-                proc = subprocess.Popen([args.tributary, "run", "--config", cfg], stdout=logf, stderr=logf)
+                proc = subprocess.Popen(cmd, stdout=logf, stderr=logf)
                 done = wait_checkpoint(proc, root, end, 600)
                 ours.append(done - t0)
                 proc.send_signal(signal.SIGTERM)

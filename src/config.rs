@@ -202,6 +202,7 @@ fn default_flush_bytes() -> usize {
 pub enum SourceConfig {
     Postgres(PostgresSourceConfig),
     Mysql(MysqlSourceConfig),
+    Mongo(MongoSourceConfig),
 }
 
 impl SourceConfig {
@@ -209,6 +210,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Postgres(pg) => &pg.name,
             SourceConfig::Mysql(my) => &my.name,
+            SourceConfig::Mongo(mongo) => &mongo.name,
         }
     }
 
@@ -216,6 +218,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Postgres(pg) => &pg.sink,
             SourceConfig::Mysql(my) => &my.sink,
+            SourceConfig::Mongo(mongo) => &mongo.sink,
         }
     }
 
@@ -224,6 +227,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Postgres(pg) => pg.compatibility_of(qualified),
             SourceConfig::Mysql(my) => my.compatibility_of(qualified),
+            SourceConfig::Mongo(mongo) => mongo.compatibility_of(qualified),
         }
     }
 
@@ -232,6 +236,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Postgres(pg) => pg.on_incompatible_schema,
             SourceConfig::Mysql(my) => my.on_incompatible_schema,
+            SourceConfig::Mongo(mongo) => mongo.on_incompatible_schema,
         }
     }
 }
@@ -700,6 +705,148 @@ fn validate_mysql(key: &str, my: &MysqlSourceConfig) -> Result<(), ConfigError> 
     Ok(())
 }
 
+/// Documents per snapshot batch of a MongoDB source: a `find` batch of
+/// about 1,000 typical documents is well under the 16 MiB reply limit and
+/// amortises the round trip.
+pub const DEFAULT_MONGO_SNAPSHOT_BATCH: u32 = 1000;
+
+/// A MongoDB source (`kind = "mongodb"`): a replica set's or sharded
+/// cluster's change stream on one database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MongoSourceConfig {
+    /// Unique name; also the top-level folder of this source in the lake.
+    pub name: String,
+    pub sink: String,
+    /// `mongodb://host1,host2/?replicaSet=rs0&tls=true`, without a password
+    /// (use `user` + `password`/`password_file`).
+    pub uri: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `${ENV_VAR}` only.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The database to watch.
+    pub database: String,
+    /// Collections to capture; empty: every collection of the database.
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// `initial` (copy the collections, then stream from the cluster time
+    /// taken before the copy) or `never`.
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+    #[serde(default = "default_mongo_snapshot_batch")]
+    pub snapshot_batch: u32,
+    /// `update_lookup` (default; any version) or `required` (exact pre- and
+    /// post-images; MongoDB 6.0+ with changeStreamPreAndPostImages on).
+    #[serde(default)]
+    pub full_document: MongoFullDocument,
+    #[serde(default)]
+    pub schema_compatibility: Compatibility,
+    #[serde(default)]
+    pub table_compatibility: BTreeMap<String, Compatibility>,
+    /// Default `new_version`: a schemaless collection's documents decide
+    /// its shape, so refusing a shape would stop the source on data.
+    #[serde(default = "default_mongo_on_incompatible")]
+    pub on_incompatible_schema: OnIncompatible,
+}
+
+/// What MongoDB update events carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MongoFullDocument {
+    #[default]
+    UpdateLookup,
+    Required,
+}
+
+fn default_mongo_snapshot_batch() -> u32 {
+    DEFAULT_MONGO_SNAPSHOT_BATCH
+}
+fn default_mongo_on_incompatible() -> OnIncompatible {
+    OnIncompatible::NewVersion
+}
+
+impl MongoSourceConfig {
+    pub fn resolve_password(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
+        resolve_password(key, self.password.as_deref(), self.password_file.as_deref())
+    }
+
+    /// The URI's hosts and the database, for messages (never credentials).
+    pub fn describe(&self) -> String {
+        let rest = self
+            .uri
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(&self.uri);
+        let hosts = rest.split(['/', '?']).next().unwrap_or(rest);
+        let hosts = hosts.rsplit_once('@').map(|(_, h)| h).unwrap_or(hosts);
+        format!("{hosts}/{}", self.database)
+    }
+
+    pub fn compatibility_of(&self, qualified: &str) -> Compatibility {
+        self.table_compatibility
+            .get(qualified)
+            .copied()
+            .unwrap_or(self.schema_compatibility)
+    }
+}
+
+fn validate_mongo(key: &str, mongo: &MongoSourceConfig) -> Result<(), ConfigError> {
+    let Some((scheme, rest)) = mongo.uri.split_once("://") else {
+        return Err(ConfigError::invalid(
+            format!("{key}.uri"),
+            "write a MongoDB connection string: mongodb://host:27017/?replicaSet=rs0",
+        ));
+    };
+    if scheme != "mongodb" && scheme != "mongodb+srv" {
+        return Err(ConfigError::invalid(
+            format!("{key}.uri"),
+            format!("scheme {scheme:?} is not mongodb:// or mongodb+srv://"),
+        ));
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if let Some((credentials, _)) = authority.rsplit_once('@') {
+        if credentials.contains(':') {
+            return Err(ConfigError::invalid(
+                format!("{key}.uri"),
+                "must not contain a password; set user = \"…\" and password = \"${MONGO_PASSWORD}\" (or password_file)",
+            ));
+        }
+    }
+    if mongo.database.trim().is_empty() || mongo.database.contains(['.', '/', ' ']) {
+        return Err(ConfigError::invalid(
+            format!("{key}.database"),
+            "name one database (no dots, slashes or spaces)",
+        ));
+    }
+    if let Some(bad) = mongo
+        .collections
+        .iter()
+        .find(|c| c.trim().is_empty() || c.starts_with("system."))
+    {
+        return Err(ConfigError::invalid(
+            format!("{key}.collections"),
+            format!("{bad:?} cannot be captured (empty, or a system collection)"),
+        ));
+    }
+    if mongo.snapshot == SnapshotMode::InitialOnly {
+        return Err(ConfigError::invalid(
+            format!("{key}.snapshot"),
+            "\"initial_only\" is not supported for mongodb sources yet; use \"initial\" or \"never\"",
+        ));
+    }
+    if mongo.snapshot_batch == 0 {
+        return Err(ConfigError::invalid(
+            format!("{key}.snapshot_batch"),
+            "must be > 0",
+        ));
+    }
+    Ok(())
+}
+
 /// `name` or `schema.name` → `schema.name` (`public` by default).
 pub fn qualify(name: &str) -> Option<String> {
     split_table(name).map(|(s, t)| format!("{s}.{t}"))
@@ -759,8 +906,9 @@ impl Config {
         let mut source = Vec::new();
         for (i, block) in raw.source.iter().enumerate() {
             let key = format!("source[{i}]");
-            let decoded = match block_kind(&key, block, &["postgres", "mysql"])? {
+            let decoded = match block_kind(&key, block, &["postgres", "mysql", "mongodb"])? {
                 "mysql" => SourceConfig::Mysql(decode_block(text, &key, block)?),
+                "mongodb" => SourceConfig::Mongo(decode_block(text, &key, block)?),
                 _ => SourceConfig::Postgres(decode_block(text, &key, block)?),
             };
             source.push(decoded);
@@ -870,6 +1018,7 @@ impl Config {
             match source {
                 SourceConfig::Postgres(pg) => validate_postgres(&key, pg)?,
                 SourceConfig::Mysql(my) => validate_mysql(&key, my)?,
+                SourceConfig::Mongo(mongo) => validate_mongo(&key, mongo)?,
             }
         }
         Ok(())

@@ -91,6 +91,10 @@ pub enum Value {
     /// Microseconds since 1970-01-01 00:00:00 (no zone, or UTC for `TimestampTz`).
     Timestamp(i64),
     List(Vec<Value>),
+    /// A nested record: one value per field of the column's
+    /// [`crate::schema::ColumnType::Struct`], in field order, `Null` for a
+    /// field the source did not have.
+    Struct(Vec<Value>),
 }
 
 impl Value {
@@ -189,6 +193,13 @@ impl ReadBatch {
             } => Position::Mysql {
                 file_seq,
                 txn_pos,
+                ordinal: ordinal + i as u64,
+            },
+            Position::Mongo {
+                cluster_time,
+                ordinal,
+            } => Position::Mongo {
+                cluster_time,
                 ordinal: ordinal + i as u64,
             },
         }

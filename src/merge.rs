@@ -33,13 +33,13 @@ use arrow_array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, RecordBatchReader};
+use arrow_array::{Array, ArrayRef, RecordBatchReader, StructArray};
 use arrow_schema::{DataType, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::envelope::{Op, Row, Value};
-use crate::schema::ColumnSchema;
+use crate::schema::{ColumnSchema, ColumnType};
 use crate::sink::delta_writer::METADATA_COLUMNS;
 use crate::sink::{LakeStore, ManifestWriter, SinkError};
 
@@ -153,17 +153,55 @@ impl BronzeMerge {
 /// dropped and re-added column has a new one), else by name. `None`: the
 /// column was dropped since.
 pub fn current_name<'a>(written: &ColumnSchema, latest: &'a [ColumnSchema]) -> Option<&'a str> {
+    current_column(written, latest).map(|c| c.name.as_str())
+}
+
+/// The column of the table's latest columns that a column written with
+/// `written` is now (see [`current_name`]).
+fn current_column<'a>(
+    written: &ColumnSchema,
+    latest: &'a [ColumnSchema],
+) -> Option<&'a ColumnSchema> {
     let by_id = written.id.is_some() && latest.iter().any(|c| c.id.is_some());
-    latest
-        .iter()
-        .find(|c| {
-            if by_id {
-                c.id == written.id
-            } else {
-                c.name == written.name
-            }
-        })
-        .map(|c| c.name.as_str())
+    latest.iter().find(|c| {
+        if by_id {
+            c.id == written.id
+        } else {
+            c.name == written.name
+        }
+    })
+}
+
+/// A value written as type `written` in the shape of the column's latest
+/// type `latest`: struct fields are matched by name (a field added since is
+/// NULL in older rows, a dropped one leaves), through lists too, so rows
+/// of every file of a table have the same struct shape — as DuckDB's merge
+/// does when it casts a struct by name. Anything else is kept as written.
+fn conform(value: Value, written: &ColumnType, latest: &ColumnType) -> Value {
+    if written == latest {
+        return value;
+    }
+    match (value, written, latest) {
+        (Value::List(items), ColumnType::List { element: w }, ColumnType::List { element: l }) => {
+            Value::List(items.into_iter().map(|v| conform(v, w, l)).collect())
+        }
+        (
+            Value::Struct(mut values),
+            ColumnType::Struct { fields: w },
+            ColumnType::Struct { fields: l },
+        ) => Value::Struct(
+            l.iter()
+                .map(|field| match w.iter().position(|f| f.name == field.name) {
+                    Some(j) if j < values.len() => {
+                        let v = std::mem::replace(&mut values[j], Value::Null);
+                        conform(v, &w[j].data_type, &field.data_type)
+                    }
+                    _ => Value::Null,
+                })
+                .collect(),
+        ),
+        (value, ..) => value,
+    }
 }
 
 /// Every change of one table, deduplicated by `_pos`, with values keyed by
@@ -177,10 +215,14 @@ async fn read_changes(
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
     let metadata: HashSet<&str> = METADATA_COLUMNS.into_iter().collect();
     for (path, written) in files {
-        // File column name → latest name (dropped columns map to nothing).
-        let renames: BTreeMap<&str, &str> = written
+        // File column name → latest column (dropped columns map to nothing).
+        let renames: BTreeMap<&str, &ColumnSchema> = written
             .iter()
-            .filter_map(|c| current_name(c, latest).map(|now| (c.name.as_str(), now)))
+            .filter_map(|c| current_column(c, latest).map(|now| (c.name.as_str(), now)))
+            .collect();
+        let written_types: BTreeMap<&str, &ColumnType> = written
+            .iter()
+            .map(|c| (c.name.as_str(), &c.data_type))
             .collect();
         let bytes = store.get(path).await?.ok_or_else(|| {
             SinkError::corrupt(format!(
@@ -207,7 +249,7 @@ async fn read_changes(
                 Value::List(items) => items
                     .iter()
                     .filter_map(|v| match v {
-                        Value::Text(name) => renames.get(name.as_str()).map(|n| n.to_string()),
+                        Value::Text(name) => renames.get(name.as_str()).map(|c| c.name.clone()),
                         _ => None,
                     })
                     .collect(),
@@ -220,9 +262,12 @@ async fn read_changes(
                     .zip(&row)
                     .filter(|(n, _)| !metadata.contains(n.as_str()))
                     .filter_map(|(n, v)| {
-                        renames
-                            .get(n.as_str())
-                            .map(|now| (now.to_string(), v.clone()))
+                        let now = renames.get(n.as_str())?;
+                        let value = match written_types.get(n.as_str()) {
+                            Some(was) => conform(v.clone(), was, &now.data_type),
+                            None => v.clone(),
+                        };
+                        Some((now.name.clone(), value))
                     })
                     .collect(),
                 unchanged,
@@ -300,7 +345,7 @@ fn merge_table(table: TableSource, changes: BTreeMap<String, Change>) -> MergedT
 /// use for the same data: any integer width, Decimal32/64/128/256,
 /// Utf8/LargeUtf8/Utf8View, Binary/LargeBinary/BinaryView/FixedSizeBinary,
 /// Date32/Date64, Time32/Time64, Timestamp of any unit and zone (→ µs),
-/// List/LargeList/FixedSizeList, Boolean.
+/// List/LargeList/FixedSizeList, Struct, Boolean.
 pub fn read_parquet_rows(bytes: Bytes) -> Result<(Vec<String>, Vec<Vec<Value>>), SinkError> {
     let corrupt =
         |e: &dyn std::fmt::Display| SinkError::corrupt(format!("unreadable Parquet: {e}"));
@@ -416,8 +461,23 @@ fn value_at(array: &dyn Array, i: usize) -> Result<Value, String> {
         DataType::List(_) => list_values(array.as_list::<i32>().value(i).as_ref())?,
         DataType::LargeList(_) => list_values(array.as_list::<i64>().value(i).as_ref())?,
         DataType::FixedSizeList(..) => list_values(array.as_fixed_size_list().value(i).as_ref())?,
+        DataType::Struct(_) => struct_values(array.as_struct(), i)?,
         other => return Err(format!("unsupported Arrow type {other}")),
     })
+}
+
+/// Row `i` of a struct array: one value per child, in field order (a child
+/// that is null at `i` is `Null`).
+fn struct_values(array: &StructArray, i: usize) -> Result<Value, String> {
+    array
+        .columns()
+        .iter()
+        .zip(array.fields())
+        .map(|(child, field)| {
+            value_at(child.as_ref(), i).map_err(|e| format!("field {}: {e}", field.name()))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Struct)
 }
 
 fn list_values(items: &dyn Array) -> Result<Value, String> {

@@ -31,6 +31,10 @@ pub enum Position {
         txn_pos: u64,
         ordinal: u64,
     },
+    /// MongoDB: the event's cluster time (`seconds << 32 | increment`), then
+    /// its ordinal among events with that cluster time (the operations of
+    /// one transaction share it), 1-based.
+    Mongo { cluster_time: u64, ordinal: u64 },
 }
 
 impl Position {
@@ -47,6 +51,10 @@ impl Position {
                 txn_pos,
                 ordinal,
             } => format!("{file_seq:010}-{txn_pos:016X}-{ordinal:012}"),
+            Position::Mongo {
+                cluster_time,
+                ordinal,
+            } => format!("{cluster_time:016X}-{ordinal:012}"),
         }
     }
 
@@ -55,7 +63,11 @@ impl Position {
     pub fn sort_key_buf(&self) -> SortKey {
         match self {
             Position::Postgres {
-                commit_lsn,
+                commit_lsn: commit_lsn @ _,
+                ordinal,
+            }
+            | Position::Mongo {
+                cluster_time: commit_lsn,
                 ordinal,
             } => {
                 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -114,6 +126,7 @@ impl Position {
             Position::Mysql {
                 file_seq, txn_pos, ..
             } => (file_seq << 40) | (txn_pos & ((1 << 40) - 1)),
+            Position::Mongo { cluster_time, .. } => *cluster_time,
         }
     }
 }
@@ -130,6 +143,15 @@ impl fmt::Display for Position {
                 txn_pos,
                 ordinal,
             } => write!(f, "binlog #{file_seq} offset {txn_pos} change #{ordinal}"),
+            Position::Mongo {
+                cluster_time,
+                ordinal,
+            } => write!(
+                f,
+                "cluster time {}.{} event #{ordinal}",
+                cluster_time >> 32,
+                cluster_time & 0xFFFF_FFFF
+            ),
         }
     }
 }
@@ -177,6 +199,15 @@ pub enum ResumePoint {
     /// MySQL/MariaDB: the binlog coordinates (and GTID position, when the
     /// server uses GTIDs) after the last fully durable transaction.
     Mysql(tributary_mysql::MysqlResume),
+    /// MongoDB: the resume token (canonical Extended JSON of the event's
+    /// `_id`) after the last durable event, resumed with `startAfter`; before
+    /// the first event, only the cluster time the stream starts at.
+    Mongo {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// `seconds << 32 | increment`.
+        cluster_time: u64,
+    },
 }
 
 impl ResumePoint {
@@ -185,6 +216,16 @@ impl ResumePoint {
         match (self, other) {
             (ResumePoint::Postgres { lsn: a }, ResumePoint::Postgres { lsn: b }) => a > b,
             (ResumePoint::Mysql(a), ResumePoint::Mysql(b)) => a.file > b.file,
+            (
+                ResumePoint::Mongo {
+                    token: ta,
+                    cluster_time: a,
+                },
+                ResumePoint::Mongo {
+                    token: tb,
+                    cluster_time: b,
+                },
+            ) => a > b || (a == b && ta != tb && ta.is_some()),
             _ => false,
         }
     }
@@ -195,6 +236,21 @@ impl fmt::Display for ResumePoint {
         match self {
             ResumePoint::Postgres { lsn } => write!(f, "lsn {}", format_lsn(*lsn)),
             ResumePoint::Mysql(resume) => write!(f, "binlog {resume}"),
+            ResumePoint::Mongo {
+                token,
+                cluster_time,
+            } => {
+                write!(
+                    f,
+                    "cluster time {}.{}",
+                    cluster_time >> 32,
+                    cluster_time & 0xFFFF_FFFF
+                )?;
+                if let Some(token) = token {
+                    write!(f, " (resume token {token})")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -45,6 +45,19 @@ pub enum ColumnType {
     List {
         element: Box<ColumnType>,
     },
+    /// A nested record (a MongoDB subdocument): named fields in a fixed
+    /// order, every one nullable (a document may omit any of them).
+    Struct {
+        fields: Vec<StructField>,
+    },
+}
+
+/// One field of a [`ColumnType::Struct`]. Always nullable: a source that
+/// omits the field writes `Value::Null` in its place.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StructField {
+    pub name: String,
+    pub data_type: ColumnType,
 }
 
 impl ColumnType {
@@ -69,6 +82,12 @@ impl ColumnType {
             ColumnType::List { element } => DataType::List(std::sync::Arc::new(
                 arrow_schema::Field::new("item", element.arrow_type(), true),
             )),
+            ColumnType::Struct { fields } => DataType::Struct(
+                fields
+                    .iter()
+                    .map(|f| arrow_schema::Field::new(&f.name, f.data_type.arrow_type(), true))
+                    .collect(),
+            ),
         }
     }
 }
@@ -78,6 +97,14 @@ impl fmt::Display for ColumnType {
         match self {
             ColumnType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
             ColumnType::List { element } => write!(f, "list<{element}>"),
+            ColumnType::Struct { fields } => {
+                f.write_str("struct<")?;
+                for (i, field) in fields.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{}: {}", field.name, field.data_type)?;
+                }
+                f.write_str(">")
+            }
             other => write!(f, "{}", format!("{other:?}").to_lowercase()),
         }
     }

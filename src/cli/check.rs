@@ -88,6 +88,33 @@ pub async fn check(config: &Config) -> CheckReport {
                     }
                 }
             }
+            SourceConfig::Mongo(mongo) => {
+                let problems = async {
+                    let client = crate::source::mongodb::connect(mongo).await?;
+                    crate::source::mongodb::preflight(&client, mongo).await
+                }
+                .await;
+                match problems {
+                    Ok(problems) if problems.is_empty() => {
+                        let _ = writeln!(
+                            text,
+                            "ok    source {}: {} is ready for change streams",
+                            mongo.name,
+                            mongo.describe()
+                        );
+                    }
+                    Ok(problems) => {
+                        ok = false;
+                        for problem in problems {
+                            let _ = writeln!(text, "FAIL  source {}: {problem}", mongo.name);
+                        }
+                    }
+                    Err(e) => {
+                        ok = false;
+                        let _ = writeln!(text, "FAIL  source {}: {e}", mongo.name);
+                    }
+                }
+            }
         }
     }
     CheckReport { text, ok }

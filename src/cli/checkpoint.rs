@@ -90,6 +90,7 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
     let pg = match source {
         SourceConfig::Postgres(pg) => pg,
         SourceConfig::Mysql(my) => return reset_mysql(config, source, my, to).await,
+        SourceConfig::Mongo(mongo) => return reset_mongo(config, source, mongo, to).await,
     };
     let target = parse_lsn(to).ok_or_else(|| {
         format!("{to:?} is not an LSN; write it as PostgreSQL prints it, e.g. 0/16B3748")
@@ -280,4 +281,53 @@ async fn reset_mysql(
     } else {
         format!("{name}: checkpoint reset; the next run resumes at {resume}")
     })
+}
+
+/// `checkpoint reset --to current` of a MongoDB source (after the oplog
+/// rolled past its resume token): the next start takes the cluster time and
+/// copies every collection again (each emptied in the lake first), then
+/// streams from that time.
+async fn reset_mongo(
+    config: &Config,
+    source: &SourceConfig,
+    mongo: &crate::config::MongoSourceConfig,
+    to: &str,
+) -> Result<String, String> {
+    let name = &mongo.name;
+    if !(to.eq_ignore_ascii_case("current") || to.eq_ignore_ascii_case("now")) {
+        return Err(format!(
+            "{name} is a mongodb source: only --to current is supported (resume tokens are opaque; copying again is how to recover)"
+        ));
+    }
+    let store = store_for(config, source)?;
+    let manifests = ManifestWriter::new(store.clone(), name);
+    let latest = manifests.latest().await.map_err(|e| e.to_string())?;
+    let checkpoints = CheckpointStore::new(store.clone(), name);
+    let previous = checkpoints.load().await.map_err(|e| e.to_string())?;
+    let mut snapshot = previous
+        .as_ref()
+        .and_then(|c| c.snapshot.clone())
+        .unwrap_or_default();
+    for table in snapshot.tables.clone() {
+        snapshot.enqueue(&table, crate::snapshot::SnapshotKind::Initial);
+    }
+    snapshot.done.clear();
+    let checkpoint = Checkpoint {
+        checkpoint_version: CHECKPOINT_VERSION,
+        source: name.to_string(),
+        manifest_seq: latest.map(|m| m.seq).unwrap_or(0),
+        // Copy rows are placed after the last durable change.
+        last_position: previous.as_ref().and_then(|c| c.last_position),
+        resume: None,
+        txn_complete: true,
+        snapshot: Some(snapshot),
+        updated_at: chrono::Utc::now().to_rfc3339(),
+    };
+    checkpoints
+        .save(&checkpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{name}: checkpoint reset; the next run copies every collection again (each emptied in the lake first) and streams from the cluster time taken before the copy"
+    ))
 }

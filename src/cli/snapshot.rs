@@ -24,6 +24,12 @@ pub async fn request(
     let pg = match source {
         SourceConfig::Postgres(pg) => pg,
         SourceConfig::Mysql(my) => return request_mysql(config, source, my, tables, reset).await,
+        SourceConfig::Mongo(mongo) => {
+            return Err(format!(
+                "{} is a mongodb source: on-demand snapshots of collections are not built yet; to copy every collection again, stop the daemon and run `tributary checkpoint reset --config <file> --source {} --to current`",
+                mongo.name, mongo.name
+            ));
+        }
     };
     if tables.is_empty() {
         return Err("name at least one table with --table schema.table".into());

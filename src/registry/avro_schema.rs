@@ -20,6 +20,15 @@
 //! | timestamp | `long`, logical `local-timestamp-micros` |
 //! | timestamptz | `long`, logical `timestamp-micros` |
 //! | list<e> | `array` of `["null", e]` |
+//! | struct<f…> | `record` named `<table>_<column>[_<field>…]`, each field `["null", T]` default `null` |
+//!
+//! A struct's record name is derived from the column path (sanitised, made
+//! unique within the schema with `_2`, `_3`… like column names), because
+//! Avro requires every named type of a schema to have its own name. Its
+//! fields are sanitised like columns, the original kept in
+//! `tributary.field`. Record names are only labels here: the compatibility
+//! check matches nested records by structure (see [`super::compatibility`]),
+//! so renaming a struct column does not make its record incompatible.
 //!
 //! Nullable columns are `["null", T]` with default `null`. A NOT NULL column
 //! whose source default is a constant (`0`, `'x'::text`, `true`) carries it
@@ -40,7 +49,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value as Json, json};
 
 use super::RegistryError;
-use crate::schema::{ColumnSchema, ColumnType, TableSchema};
+use crate::schema::{ColumnSchema, ColumnType, StructField, TableSchema};
 
 /// The Avro schema JSON text of `table` in `namespace`. `previous` are the
 /// table's earlier shapes (for rename aliases).
@@ -50,12 +59,13 @@ pub fn avro_schema(
     previous: &[&TableSchema],
 ) -> Result<String, RegistryError> {
     let mut used = BTreeSet::new();
+    let mut records = RecordNames::new(&table.name);
     let mut fields = Vec::with_capacity(table.columns.len());
     for column in &table.columns {
         let name = unique(avro_name(&column.name), &mut used);
         let mut field = Map::new();
         field.insert("name".into(), json!(name));
-        let base = avro_type(column);
+        let base = avro_type(column, &mut records);
         if column.nullable {
             field.insert("type".into(), json!(["null", base]));
             field.insert("default".into(), Json::Null);
@@ -101,10 +111,84 @@ pub fn avro_schema(
     Ok(text)
 }
 
-fn avro_type(column: &ColumnSchema) -> Json {
-    scalar_type(&column.data_type, &column.source_type)
+/// The record names of one schema: every nested record needs a name no
+/// other named type of the schema has (the table's record included).
+struct RecordNames {
+    table: String,
+    used: BTreeSet<String>,
 }
 
+impl RecordNames {
+    fn new(table: &str) -> RecordNames {
+        let table = avro_name(table);
+        RecordNames {
+            used: BTreeSet::from([table.clone()]),
+            table,
+        }
+    }
+
+    /// A fresh record name for the struct at `path` (column, then fields).
+    fn claim(&mut self, path: &[&str]) -> String {
+        let mut name = self.table.clone();
+        for segment in path {
+            name.push('_');
+            name.push_str(&avro_name(segment));
+        }
+        unique(name, &mut self.used)
+    }
+}
+
+fn avro_type(column: &ColumnSchema, records: &mut RecordNames) -> Json {
+    field_type(
+        &column.data_type,
+        &column.source_type,
+        &[&column.name],
+        records,
+    )
+}
+
+/// The Avro type of a value of `data_type` found at `path` (column name,
+/// then struct field names; list elements share their list's path).
+fn field_type(
+    data_type: &ColumnType,
+    source_type: &str,
+    path: &[&str],
+    records: &mut RecordNames,
+) -> Json {
+    match data_type {
+        ColumnType::List { element } => json!({
+            "type": "array",
+            "items": ["null", field_type(element, source_type.trim_start_matches('_'), path, records)]
+        }),
+        ColumnType::Struct { fields } => struct_record(fields, path, records),
+        scalar => scalar_type(scalar, source_type),
+    }
+}
+
+/// A struct as a named record: every field a `["null", T]` union with
+/// default null, because a document may omit any field.
+fn struct_record(fields: &[StructField], path: &[&str], records: &mut RecordNames) -> Json {
+    let name = records.claim(path);
+    let mut used = BTreeSet::new();
+    let mut avro_fields = Vec::with_capacity(fields.len());
+    for field in fields {
+        let field_name = unique(avro_name(&field.name), &mut used);
+        let child_path: Vec<&str> = path.iter().copied().chain([field.name.as_str()]).collect();
+        let child = field_type(&field.data_type, "", &child_path, records);
+        let mut object = Map::new();
+        object.insert("name".into(), json!(field_name));
+        object.insert("type".into(), json!(["null", child]));
+        object.insert("default".into(), Json::Null);
+        if field_name != field.name {
+            object.insert("tributary.field".into(), json!(field.name));
+        }
+        avro_fields.push(Json::Object(object));
+    }
+    json!({"type": "record", "name": name, "fields": avro_fields})
+}
+
+/// Avro types of the non-nested lake types (lists and structs go through
+/// [`field_type`], which names their records).
 fn scalar_type(data_type: &ColumnType, source_type: &str) -> Json {
     match data_type {
         ColumnType::Bool => json!("boolean"),
@@ -129,10 +213,9 @@ fn scalar_type(data_type: &ColumnType, source_type: &str) -> Json {
         ColumnType::Time => json!({"type": "long", "logicalType": "time-micros"}),
         ColumnType::Timestamp => json!({"type": "long", "logicalType": "local-timestamp-micros"}),
         ColumnType::TimestampTz => json!({"type": "long", "logicalType": "timestamp-micros"}),
-        ColumnType::List { element } => json!({
-            "type": "array",
-            "items": ["null", scalar_type(element, source_type.trim_start_matches('_'))]
-        }),
+        ColumnType::List { .. } | ColumnType::Struct { .. } => {
+            unreachable!("nested types are mapped by field_type")
+        }
     }
 }
 

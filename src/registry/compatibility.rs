@@ -33,6 +33,13 @@
 //!   decimal precision or scale changes (also inside a list, and to or from
 //!   another type) is incompatible in every direction (a reader decodes the
 //!   unscaled bytes with the scale of its own schema).
+//! - Records are matched by name, and a struct column's record name is
+//!   derived from its column path; so nested records are renamed alike
+//!   before the check ([`Checkable`]) and match by structure: fields added
+//!   to a struct (nullable, default null) are compatible both ways, a field
+//!   whose type changed is judged by its types. A failure inside a struct
+//!   only names its column in `apache-avro`'s error; [`check`] adds the
+//!   nested path (`field doc.address.zip written as …, read as …`).
 
 use apache_avro::Schema;
 use apache_avro::error::CompatibilityError;
@@ -98,8 +105,8 @@ pub fn check(mode: Compatibility, new: Version, history: &[Version]) -> Result<(
 }
 
 /// A schema as `apache-avro` can check it, `decimal` logical types
-/// replaced by their `bytes` (see the module doc), with its JSON for
-/// messages.
+/// replaced by their `bytes` and nested records renamed alike (see the
+/// module doc), with its JSON for messages.
 struct Checkable {
     schema: Schema,
     json: Json,
@@ -107,27 +114,58 @@ struct Checkable {
 
 impl Checkable {
     fn parse(text: &str) -> Result<Checkable, String> {
-        fn strip(value: &mut Json) {
-            match value {
-                Json::Object(map) => {
-                    if map.get("logicalType").and_then(Json::as_str) == Some("decimal") {
-                        map.remove("logicalType");
-                        map.remove("precision");
-                        map.remove("scale");
-                    }
-                    map.values_mut().for_each(strip);
-                }
-                Json::Array(items) => items.iter_mut().for_each(strip),
-                _ => {}
-            }
-        }
         let json: Json =
             serde_json::from_str(text).map_err(|e| format!("a stored schema is not JSON: {e}"))?;
-        let mut stripped = json.clone();
-        strip(&mut stripped);
-        let schema = Schema::parse_str(&stripped.to_string())
-            .map_err(|e| format!("a stored schema is not Avro: {e}"))?;
+        let schema =
+            resolvable(&json, true).map_err(|e| format!("a stored schema is not Avro: {e}"))?;
         Ok(Checkable { schema, json })
+    }
+}
+
+/// `json` as the schema the check runs on: decimals as plain `bytes`, and
+/// every nested record named `struct` (each in a namespace of its own, as
+/// Avro wants distinct full names), so records match by structure only. The
+/// outermost record keeps its name when `keep_root_name` (the table's
+/// record, as before structs existed).
+fn resolvable(json: &Json, keep_root_name: bool) -> Result<Schema, apache_avro::Error> {
+    fn strip_decimal(map: &mut serde_json::Map<String, Json>) {
+        if map.get("logicalType").and_then(Json::as_str) == Some("decimal") {
+            map.remove("logicalType");
+            map.remove("precision");
+            map.remove("scale");
+        }
+    }
+    fn walk(value: &mut Json, records: &mut usize, rename: bool) {
+        match value {
+            Json::Object(map) => {
+                strip_decimal(map);
+                let is_record = map.get("type").and_then(Json::as_str) == Some("record");
+                if is_record && rename {
+                    *records += 1;
+                    map.insert("name".into(), "struct".into());
+                    map.insert(
+                        "namespace".into(),
+                        format!("tributary.check.r{records}").into(),
+                    );
+                }
+                // Everything below the outermost value is nested.
+                map.values_mut().for_each(|v| walk(v, records, true));
+            }
+            Json::Array(items) => items.iter_mut().for_each(|v| walk(v, records, rename)),
+            _ => {}
+        }
+    }
+    let mut copy = json.clone();
+    walk(&mut copy, &mut 0, !keep_root_name);
+    Schema::parse_str(&copy.to_string())
+}
+
+/// Whether data of Avro type `writer` can be read as `reader` (both field
+/// types of our schemas, so self-contained).
+fn readable(writer: &Json, reader: &Json) -> bool {
+    match (resolvable(writer, false), resolvable(reader, false)) {
+        (Ok(w), Ok(r)) => SchemaCompatibility::can_read(&w, &r).is_ok(),
+        _ => false,
     }
 }
 
@@ -154,13 +192,72 @@ fn reason(error: &CompatibilityError, writer: &Json, reader: &Json) -> String {
             .map(|a| a.iter().filter_map(Json::as_str).collect())
             .unwrap_or_default();
         if let Some(writer_field) = find_field(writer, field, &aliases) {
-            text.push_str(&format!(
-                " (written as {}, read as {})",
-                writer_field["type"], reader_field["type"]
-            ));
+            let mut path = vec![original_name(reader_field)];
+            let (written, read) =
+                nested_mismatch(&writer_field["type"], &reader_field["type"], &mut path)
+                    .unwrap_or((&writer_field["type"], &reader_field["type"]));
+            if path.len() == 1 {
+                text.push_str(&format!(" (written as {written}, read as {read})"));
+            } else {
+                text.push_str(&format!(
+                    " (field {} written as {written}, read as {read})",
+                    path.join(".")
+                ));
+            }
         }
     }
     text
+}
+
+/// The source's name of a field: the column or struct field name the Avro
+/// name was sanitised from, else the Avro name.
+fn original_name(field: &Json) -> String {
+    ["tributary.column", "tributary.field", "name"]
+        .iter()
+        .find_map(|key| field[*key].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The innermost pair of struct field types that makes `writer` unreadable
+/// as `reader`: descends through nullable unions, arrays and records into
+/// the first reader field that cannot read its writer field, appending its
+/// name to `path`. `None` when no nested field explains the failure (the
+/// types themselves differ).
+fn nested_mismatch<'a>(
+    writer: &'a Json,
+    reader: &'a Json,
+    path: &mut Vec<String>,
+) -> Option<(&'a Json, &'a Json)> {
+    let (w, r) = (non_null(writer), non_null(reader));
+    if w["type"] == "array" && r["type"] == "array" {
+        return nested_mismatch(&w["items"], &r["items"], path);
+    }
+    if w["type"] != "record" || r["type"] != "record" {
+        return None;
+    }
+    for reader_field in r["fields"].as_array().into_iter().flatten() {
+        let Some(writer_field) = reader_field["name"]
+            .as_str()
+            .and_then(|name| find_field(w, name, &[]))
+        else {
+            continue;
+        };
+        let (written, read) = (&writer_field["type"], &reader_field["type"]);
+        if !readable(written, read) {
+            path.push(original_name(reader_field));
+            return Some(nested_mismatch(written, read, path).unwrap_or((written, read)));
+        }
+    }
+    None
+}
+
+/// `T` of a nullable union `["null", T]`; anything else as it is.
+fn non_null(schema: &Json) -> &Json {
+    match schema.as_array().map(Vec::as_slice) {
+        Some([null, inner]) if null == "null" => inner,
+        _ => schema,
+    }
 }
 
 /// The field of a record schema named `name` or one of `aliases`.
@@ -174,30 +271,71 @@ fn find_field<'a>(record: &'a Json, name: &str, aliases: &[&str]) -> Option<&'a 
 }
 
 /// Columns (matched like [`describe_change`]) whose decimal type differs,
-/// the decimal anywhere in the type (a list's elements too).
+/// the decimal anywhere in the type (a list's elements, a struct's fields);
+/// a change inside a struct names the field's path.
 fn decimal_changes(old: &TableSchema, new: &TableSchema) -> Vec<String> {
-    fn has_decimal(data_type: &ColumnType) -> bool {
-        match data_type {
-            ColumnType::Decimal { .. } => true,
-            ColumnType::List { element } => has_decimal(element),
-            _ => false,
-        }
-    }
     let mut changes = Vec::new();
     for column in &new.columns {
         let Some(before) = old.columns.iter().find(|c| same_column(c, column)) else {
             continue;
         };
-        if (has_decimal(&before.data_type) || has_decimal(&column.data_type))
-            && before.data_type != column.data_type
-        {
-            changes.push(format!(
-                "column {}: {} → {}",
-                column.name, before.data_type, column.data_type
-            ));
+        let mut found = Vec::new();
+        nested_decimal_changes(
+            &column.name,
+            &before.data_type,
+            &column.data_type,
+            &mut found,
+        );
+        for (path, was, now) in found {
+            changes.push(if path == column.name {
+                format!(
+                    "column {}: {} → {}",
+                    column.name, before.data_type, column.data_type
+                )
+            } else {
+                format!("column {}: field {path}: {was} → {now}", column.name)
+            });
         }
     }
     changes
+}
+
+/// Whether a decimal is anywhere in `data_type`.
+fn has_decimal(data_type: &ColumnType) -> bool {
+    match data_type {
+        ColumnType::Decimal { .. } => true,
+        ColumnType::List { element } => has_decimal(element),
+        ColumnType::Struct { fields } => fields.iter().any(|f| has_decimal(&f.data_type)),
+        _ => false,
+    }
+}
+
+/// The (path, old type, new type) of every decimal change between `old`
+/// and `new` at `path`: lists and structs (fields matched by name) are
+/// descended so the innermost changed field is named.
+fn nested_decimal_changes<'a>(
+    path: &str,
+    old: &'a ColumnType,
+    new: &'a ColumnType,
+    out: &mut Vec<(String, &'a ColumnType, &'a ColumnType)>,
+) {
+    match (old, new) {
+        (ColumnType::List { element: a }, ColumnType::List { element: b }) => {
+            nested_decimal_changes(path, a, b, out);
+        }
+        (ColumnType::Struct { fields: a }, ColumnType::Struct { fields: b }) => {
+            for field in b {
+                if let Some(was) = a.iter().find(|f| f.name == field.name) {
+                    let child = format!("{path}.{}", field.name);
+                    nested_decimal_changes(&child, &was.data_type, &field.data_type, out);
+                }
+            }
+        }
+        _ if (has_decimal(old) || has_decimal(new)) && old != new => {
+            out.push((path.to_string(), old, new));
+        }
+        _ => {}
+    }
 }
 
 fn same_column(a: &ColumnSchema, b: &ColumnSchema) -> bool {
@@ -252,10 +390,22 @@ pub fn describe_change(old: &TableSchema, new: &TableSchema) -> Vec<String> {
             changes.push(format!("renamed column {} to {}", before.name, column.name));
         }
         if before.source_type != column.source_type || before.data_type != column.data_type {
-            changes.push(format!(
-                "column {}: type {} → {}",
-                column.name, before.source_type, column.source_type
-            ));
+            let mut nested = Vec::new();
+            field_changes(
+                &column.name,
+                &before.data_type,
+                &column.data_type,
+                &mut nested,
+            );
+            // A struct's source type (`object`) rarely changes with its
+            // fields: then the field changes alone say what happened.
+            if nested.is_empty() || before.source_type != column.source_type {
+                changes.push(format!(
+                    "column {}: type {} → {}",
+                    column.name, before.source_type, column.source_type
+                ));
+            }
+            changes.extend(nested);
         }
         if before.nullable != column.nullable {
             changes.push(format!(
@@ -286,6 +436,46 @@ pub fn describe_change(old: &TableSchema, new: &TableSchema) -> Vec<String> {
         ));
     }
     changes
+}
+
+/// Changes inside the struct fields of a column at `path` (lists are
+/// descended, their elements share the list's path): fields dropped, added
+/// and retyped, each named by its dotted path. Nothing for a change of a
+/// column's own, non-struct type (the caller words that).
+fn field_changes(path: &str, old: &ColumnType, new: &ColumnType, out: &mut Vec<String>) {
+    match (old, new) {
+        (ColumnType::List { element: a }, ColumnType::List { element: b }) => {
+            field_changes(path, a, b, out);
+        }
+        (ColumnType::Struct { fields: a }, ColumnType::Struct { fields: b }) => {
+            for field in a {
+                if !b.iter().any(|f| f.name == field.name) {
+                    out.push(format!("dropped field {path}.{}", field.name));
+                }
+            }
+            for field in b {
+                let child = format!("{path}.{}", field.name);
+                match a.iter().find(|f| f.name == field.name) {
+                    None => out.push(format!(
+                        "added field {child} ({}, nullable)",
+                        field.data_type
+                    )),
+                    Some(was) if was.data_type != field.data_type => {
+                        let before = out.len();
+                        field_changes(&child, &was.data_type, &field.data_type, out);
+                        if out.len() == before {
+                            out.push(format!(
+                                "field {child}: type {} → {}",
+                                was.data_type, field.data_type
+                            ));
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@
 use arrow_array::builder::{
     ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
     Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
-    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+    StructBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 
 use crate::envelope::Value;
-use crate::schema::ColumnType;
+use crate::schema::{ColumnType, StructField};
 
 /// Name of a value's variant, for error messages.
 pub fn kind(value: &Value) -> &'static str {
@@ -33,12 +33,15 @@ pub fn kind(value: &Value) -> &'static str {
         Value::Time(_) => "time",
         Value::Timestamp(_) => "timestamp",
         Value::List(_) => "list",
+        Value::Struct(_) => "struct",
     }
 }
 
 /// Whether `value` can be stored in a column of type `ty` without loss.
 /// Integers and floats may widen (int16 → int64); nothing narrows. The error
-/// is a human sentence naming the value kind and the column type.
+/// is a human sentence naming the value kind and the column type, prefixed
+/// with the path inside the value when the mismatch is nested (`list
+/// element 1: `, `field address.zip: `).
 pub fn check(value: &Value, ty: &ColumnType) -> Result<(), String> {
     let fits = match (ty, value) {
         (_, Value::Null) => true,
@@ -70,6 +73,10 @@ pub fn check(value: &Value, ty: &ColumnType) -> Result<(), String> {
             }
             true
         }
+        (ColumnType::Struct { fields }, Value::Struct(values)) => {
+            check_struct(values, fields, ty)?;
+            true
+        }
         _ => false,
     };
     if fits {
@@ -79,6 +86,32 @@ pub fn check(value: &Value, ty: &ColumnType) -> Result<(), String> {
             "a {} value does not fit a {ty} column",
             kind(value)
         ))
+    }
+}
+
+/// A struct value has exactly one value per field, each fitting its field.
+/// Errors name the field path (`field a.b: …`) so a mismatch deep inside a
+/// document points at the offending field, not only at the column.
+fn check_struct(values: &[Value], fields: &[StructField], ty: &ColumnType) -> Result<(), String> {
+    if values.len() != fields.len() {
+        return Err(format!(
+            "a struct value has {} values but the {ty} column has {} fields; the source must send one value per field (Null for an absent one)",
+            values.len(),
+            fields.len()
+        ));
+    }
+    for (field, value) in fields.iter().zip(values) {
+        check(value, &field.data_type).map_err(|e| nest_field_error(&field.name, e))?;
+    }
+    Ok(())
+}
+
+/// `field b: …` inside field `a` becomes `field a.b: …`, so the message
+/// names the whole path once.
+fn nest_field_error(name: &str, error: String) -> String {
+    match error.strip_prefix("field ") {
+        Some(inner) => format!("field {name}.{inner}"),
+        None => format!("field {name}: {error}"),
     }
 }
 
@@ -142,7 +175,43 @@ pub fn append(
                 other => return Err(mismatch(other)),
             }
         }
+        ColumnType::Struct { fields } => {
+            let b = downcast::<StructBuilder>(builder, ty)?;
+            append_struct(b, fields, value).map_err(|e| match e {
+                StructAppend::Child(e) => e,
+                StructAppend::Mismatch => mismatch(value),
+            })?;
+        }
     }
+    Ok(())
+}
+
+/// Why [`append_struct`] failed: a child's own error, or a value that is
+/// not a struct at all (reported by the caller, which knows the type).
+enum StructAppend {
+    Child(String),
+    Mismatch,
+}
+
+/// Appends one struct value: every child builder gets one entry (a null
+/// struct still appends a null to each child, so the children stay as long
+/// as the struct), then the struct's own validity.
+fn append_struct(
+    builder: &mut StructBuilder,
+    fields: &[StructField],
+    value: &Value,
+) -> Result<(), StructAppend> {
+    let values: &[Value] = match value {
+        Value::Null => &[],
+        Value::Struct(values) => values,
+        _ => return Err(StructAppend::Mismatch),
+    };
+    for (i, (field, child)) in fields.iter().zip(builder.field_builders_mut()).enumerate() {
+        let v = values.get(i).unwrap_or(&Value::Null);
+        append(child.as_mut(), &field.data_type, v)
+            .map_err(|e| StructAppend::Child(nest_field_error(&field.name, e)))?;
+    }
+    builder.append(!value.is_null());
     Ok(())
 }
 
@@ -199,7 +268,26 @@ pub fn to_json(value: &Value, ty: &ColumnType) -> serde_json::Value {
             };
             J::Array(items.iter().map(|v| to_json(v, element)).collect())
         }
+        Value::Struct(values) => struct_json(values, ty),
     }
+}
+
+/// A struct as a JSON object keyed by field name (positional `fN` keys if
+/// the type is not a struct, which [`check`] has already ruled out).
+fn struct_json(values: &[Value], ty: &ColumnType) -> serde_json::Value {
+    let fields: &[StructField] = match ty {
+        ColumnType::Struct { fields } => fields,
+        _ => &[],
+    };
+    let object = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match fields.get(i) {
+            Some(field) => (field.name.clone(), to_json(v, &field.data_type)),
+            None => (format!("f{i}"), to_json(v, &ColumnType::Text)),
+        })
+        .collect();
+    serde_json::Value::Object(object)
 }
 
 /// `12345` with scale 2 → `123.45`; negative scales multiply.
@@ -230,7 +318,9 @@ pub fn approx_size(value: &Value) -> usize {
         Value::Decimal(_) => 16,
         Value::Text(s) => s.len() + 4,
         Value::Bytes(b) => b.len() + 4,
-        Value::List(items) => 4 + items.iter().map(approx_size).sum::<usize>(),
+        Value::List(items) | Value::Struct(items) => {
+            4 + items.iter().map(approx_size).sum::<usize>()
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! set of sources is part of the product, and the compiler checks every
 //! `match` when one is added.
 
+pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
 
@@ -18,6 +19,7 @@ use crate::registry::SchemaRegistry;
 use crate::schema::TableSchema;
 use crate::snapshot::SnapshotState;
 
+pub use mongodb::MongoSource;
 pub use mysql::MysqlSource;
 pub use postgres::PostgresSource;
 
@@ -132,6 +134,7 @@ pub trait Source {
 pub enum AnySource {
     Postgres(Box<PostgresSource>),
     Mysql(Box<MysqlSource>),
+    Mongo(Box<MongoSource>),
 }
 
 impl AnySource {
@@ -153,6 +156,9 @@ impl AnySource {
             SourceConfig::Mysql(my) => Ok(AnySource::Mysql(Box::new(
                 MysqlSource::open(my, checkpoint, registry).await?,
             ))),
+            SourceConfig::Mongo(mongo) => Ok(AnySource::Mongo(Box::new(
+                MongoSource::open(mongo, checkpoint, registry).await?,
+            ))),
         }
     }
 }
@@ -165,6 +171,7 @@ impl AnySource {
         match self {
             AnySource::Postgres(_) => None,
             AnySource::Mysql(s) => Some(s.start_point()),
+            AnySource::Mongo(s) => Some(s.start_point()),
         }
     }
 }
@@ -174,6 +181,7 @@ impl Source for AnySource {
         match self {
             AnySource::Postgres(s) => s.next().await,
             AnySource::Mysql(s) => s.next().await,
+            AnySource::Mongo(s) => s.next().await,
         }
     }
 
@@ -181,6 +189,7 @@ impl Source for AnySource {
         match self {
             AnySource::Postgres(s) => s.next_ready(),
             AnySource::Mysql(s) => s.next_ready(),
+            AnySource::Mongo(s) => s.next_ready(),
         }
     }
 
@@ -188,6 +197,7 @@ impl Source for AnySource {
         match self {
             AnySource::Postgres(s) => s.ack(resume).await,
             AnySource::Mysql(s) => s.ack(resume).await,
+            AnySource::Mongo(s) => s.ack(resume).await,
         }
     }
 
@@ -195,6 +205,7 @@ impl Source for AnySource {
         match self {
             AnySource::Postgres(s) => (*s).close().await,
             AnySource::Mysql(s) => (*s).close().await,
+            AnySource::Mongo(s) => (*s).close().await,
         }
     }
 }

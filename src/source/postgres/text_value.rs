@@ -45,6 +45,10 @@ pub fn parse_text(column_type: &ColumnType, text: &str) -> Result<Value, ValueEr
         ColumnType::Timestamp => Value::Timestamp(parse_timestamp(text)?),
         ColumnType::TimestampTz => Value::Timestamp(parse_timestamptz(text)?),
         ColumnType::List { element } => Value::List(parse_array(element, text)?),
+        // The PostgreSQL type map never produces struct columns.
+        ColumnType::Struct { .. } => {
+            return err("PostgreSQL sends no struct values; this column's lake type is wrong");
+        }
     })
 }
 
