@@ -32,7 +32,8 @@ MANIFEST_VERSION = 2
 #                SELECT * RENAME ("b" AS "b2") FROM read_parquet(['a.parquet'])
 #   {key}        key column list, e.g. "tenant", "id"  (tables without a key: _pos)
 #   {columns}    one select item per data column: key columns as-is, every
-#                other column as arg_max_null(col, CASE WHEN list_contains(_unchanged, 'col') THEN NULL ELSE _pos END)
+#                other column as arg_max_null(col, CASE WHEN list_contains(_unchanged, 'col') THEN NULL ELSE _pos END);
+#                a column holding a struct is then cast to its latest type (see STRUCT_CAST)
 SQL_TEMPLATE = """\
 WITH changes AS (
     {changes}
@@ -59,9 +60,53 @@ ORDER BY {key}"""
 # value is NULL (a real NULL written by the source), but skips rows whose
 # ordering argument is NULL: that is how a column listed in _unchanged keeps
 # the latest earlier value. Plain arg_max would also skip NULL values.
-MERGED_COLUMN = (
-    "arg_max_null({col}, CASE WHEN list_contains(_unchanged, {lit}) THEN NULL ELSE _pos END) AS {col}"
-)
+MERGED_VALUE = "arg_max_null({col}, CASE WHEN list_contains(_unchanged, {lit}) THEN NULL ELSE _pos END)"
+
+# Struct columns (nested documents) evolve: files may hold a struct with fewer,
+# more or reordered fields than the latest schema. read_parquet(union_by_name)
+# and UNION ALL BY NAME merge them into one struct of every field ever
+# written, in first-seen order; DuckDB casts structs by field name (absent
+# fields NULL, extra ones dropped), so casting the merged value to the latest
+# type gives the latest fields in the latest order, as src/merge.rs does.
+STRUCT_CAST = "CAST({value} AS {type})"
+
+# Lake types (ColumnType's serde tag) as DuckDB types.
+DUCKDB_TYPES = {
+    "bool": "BOOLEAN",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float32": "FLOAT",
+    "float64": "DOUBLE",
+    "text": "VARCHAR",
+    "binary": "BLOB",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+}
+
+
+def duckdb_type(data_type):
+    """The DuckDB type of a lake type as the manifests serialise it."""
+    kind = data_type["type"]
+    if kind == "list":
+        return duckdb_type(data_type["element"]) + "[]"
+    if kind == "struct":
+        fields = ", ".join(ident(f["name"]) + " " + duckdb_type(f["data_type"]) for f in data_type["fields"])
+        return f"STRUCT({fields})"
+    if kind == "decimal":
+        # Parquet has no negative scales, so none reach a delta file.
+        return f"DECIMAL({data_type['precision']}, {max(data_type['scale'], 0)})"
+    if kind not in DUCKDB_TYPES:
+        sys.exit(f"unknown lake type {kind!r} in a manifest: upgrade this script")
+    return DUCKDB_TYPES[kind]
+
+
+def has_struct(data_type):
+    """Whether a lake type holds a struct (itself, or as a list's element)."""
+    kind = data_type["type"]
+    return kind == "struct" or (kind == "list" and has_struct(data_type["element"]))
 
 
 def ident(name):
@@ -119,10 +164,10 @@ def merge_sql(table):
     items = []
     for column in table["columns"]:
         name = column["name"]
-        if name in keys:
-            items.append(ident(name))
-        else:
-            items.append(MERGED_COLUMN.format(col=ident(name), lit=literal(name)))
+        value = ident(name) if name in keys else MERGED_VALUE.format(col=ident(name), lit=literal(name))
+        if has_struct(column["data_type"]):
+            value = STRUCT_CAST.format(value=value, type=duckdb_type(column["data_type"]))
+        items.append(value if value == ident(name) else f"{value} AS {ident(name)}")
     return SQL_TEMPLATE.format(
         changes=changes_sql(table),
         key=", ".join(ident(k) for k in keys) if keys else "_pos",

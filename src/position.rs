@@ -63,7 +63,7 @@ impl Position {
     pub fn sort_key_buf(&self) -> SortKey {
         match self {
             Position::Postgres {
-                commit_lsn: commit_lsn @ _,
+                commit_lsn,
                 ordinal,
             }
             | Position::Mongo {

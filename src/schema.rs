@@ -240,4 +240,88 @@ mod tests {
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_ne!(a.fingerprint, c.fingerprint);
     }
+
+    fn doc(fields: &[(&str, ColumnType)]) -> ColumnType {
+        ColumnType::Struct {
+            fields: fields
+                .iter()
+                .map(|(name, data_type)| StructField {
+                    name: (*name).into(),
+                    data_type: data_type.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn struct_fields_are_part_of_the_shape() {
+        let shape = |ty: ColumnType| TableSchema::new("db", "t", vec![col("d", ty)], vec![]);
+        let a = shape(doc(&[("x", ColumnType::Int32)]));
+        assert_eq!(
+            a.fingerprint,
+            shape(doc(&[("x", ColumnType::Int32)])).fingerprint
+        );
+        for other in [
+            doc(&[("x", ColumnType::Int64)]),
+            doc(&[("y", ColumnType::Int32)]),
+            doc(&[("x", ColumnType::Int32), ("y", ColumnType::Text)]),
+            doc(&[]),
+        ] {
+            assert_ne!(a.fingerprint, shape(other).fingerprint);
+        }
+    }
+
+    #[test]
+    fn struct_serde_form_and_old_files() {
+        let ty = ColumnType::List {
+            element: Box::new(doc(&[
+                ("n", ColumnType::Int32),
+                ("inner", doc(&[("t", ColumnType::Text)])),
+            ])),
+        };
+        let json = serde_json::to_value(&ty).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "list", "element": {"type": "struct", "fields": [
+                {"name": "n", "data_type": {"type": "int32"}},
+                {"name": "inner", "data_type": {"type": "struct", "fields": [
+                    {"name": "t", "data_type": {"type": "text"}}
+                ]}}
+            ]}})
+        );
+        assert_eq!(serde_json::from_value::<ColumnType>(json).unwrap(), ty);
+        // Columns written before structs existed read as they did.
+        let old: ColumnSchema = serde_json::from_str(
+            r#"{"name":"a","data_type":{"type":"list","element":{"type":"decimal","precision":10,"scale":2}},"source_type":"_numeric","nullable":true}"#,
+        )
+        .unwrap();
+        assert_eq!(old.data_type.to_string(), "list<decimal(10,2)>");
+        assert_eq!(
+            ty.to_string(),
+            "list<struct<n: int32, inner: struct<t: text>>>"
+        );
+    }
+
+    #[test]
+    fn struct_arrow_type_has_nullable_children() {
+        let ty = doc(&[
+            ("n", ColumnType::Int32),
+            (
+                "l",
+                ColumnType::List {
+                    element: Box::new(doc(&[("t", ColumnType::Text)])),
+                },
+            ),
+        ]);
+        let DataType::Struct(fields) = ty.arrow_type() else {
+            panic!("{:?}", ty.arrow_type());
+        };
+        assert_eq!(fields.len(), 2);
+        assert!(fields.iter().all(|f| f.is_nullable()));
+        assert_eq!(fields[0].data_type(), &DataType::Int32);
+        let DataType::List(item) = fields[1].data_type() else {
+            panic!("{:?}", fields[1]);
+        };
+        assert!(matches!(item.data_type(), DataType::Struct(inner) if inner[0].name() == "t"));
+    }
 }

@@ -765,3 +765,243 @@ async fn schema_versions_mark_boundaries_and_merge_by_column_id() {
         ]
     );
 }
+
+fn field(name: &str, data_type: ColumnType) -> crate::schema::StructField {
+    crate::schema::StructField {
+        name: name.into(),
+        data_type,
+    }
+}
+
+fn list_of(element: ColumnType) -> ColumnType {
+    ColumnType::List {
+        element: Box::new(element),
+    }
+}
+
+/// `docs (id, doc struct<name, address struct<city, zip>, tags list<text>,
+/// scores list<struct<k, v>>>, items list<struct<sku, qty, price>>)`.
+fn docs() -> Arc<TableSchema> {
+    let address = ColumnType::Struct {
+        fields: vec![
+            field("city", ColumnType::Text),
+            field("zip", ColumnType::Int32),
+        ],
+    };
+    let score = ColumnType::Struct {
+        fields: vec![
+            field("k", ColumnType::Text),
+            field("v", ColumnType::Float64),
+        ],
+    };
+    let doc = ColumnType::Struct {
+        fields: vec![
+            field("name", ColumnType::Text),
+            field("address", address),
+            field("tags", list_of(ColumnType::Text)),
+            field("scores", list_of(score)),
+        ],
+    };
+    let item = ColumnType::Struct {
+        fields: vec![
+            field("sku", ColumnType::Text),
+            field("qty", ColumnType::Int32),
+            field(
+                "price",
+                ColumnType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+            ),
+        ],
+    };
+    table(
+        "docs",
+        vec![
+            col("id", ColumnType::Int64),
+            col("doc", doc),
+            col("items", list_of(item)),
+        ],
+        vec![0],
+    )
+}
+
+/// Rows of [`docs`] with values and NULLs at every level: the column, a
+/// nested struct, a struct's field, a list inside a struct, a list's
+/// element, a field of a struct inside a list.
+fn docs_rows() -> Vec<Row> {
+    let s = Value::Struct;
+    let l = Value::List;
+    vec![
+        vec![
+            int(1),
+            s(vec![
+                text("ada"),
+                s(vec![text("London"), Value::Int32(12345)]),
+                l(vec![text("a"), Value::Null, text("b")]),
+                l(vec![
+                    s(vec![text("x"), Value::Float64(1.5)]),
+                    Value::Null,
+                    s(vec![Value::Null, Value::Float64(-0.25)]),
+                ]),
+            ]),
+            l(vec![
+                s(vec![text("sku-1"), Value::Int32(2), Value::Decimal(1999)]),
+                s(vec![text("sku-2"), Value::Null, Value::Decimal(-5)]),
+            ]),
+        ],
+        vec![int(2), Value::Null, Value::Null],
+        vec![
+            int(3),
+            s(vec![Value::Null, Value::Null, Value::Null, Value::Null]),
+            l(vec![
+                Value::Null,
+                s(vec![Value::Null, Value::Null, Value::Null]),
+            ]),
+        ],
+        vec![
+            int(4),
+            s(vec![
+                text("bob"),
+                s(vec![Value::Null, Value::Int32(0)]),
+                l(vec![]),
+                l(vec![]),
+            ]),
+            l(vec![]),
+        ],
+    ]
+}
+
+#[tokio::test]
+async fn struct_columns_round_trip_with_nulls_at_every_level() {
+    let (_dir, store, mut sink) = open().await;
+    let t = docs();
+    let rows = docs_rows();
+    let changes: Vec<Envelope> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| upsert(&t, Op::Create, (7, i as u64 + 1), row.clone()))
+        .collect();
+    write_all(&mut sink, &changes).await;
+    // A delete carries its struct before image into `_before` as JSON.
+    write_all(
+        &mut sink,
+        &[change(&t, Op::Delete, (8, 1), None, Some(rows[0].clone()))],
+    )
+    .await;
+    let flushed = sink.flush(checkpoint((8, 1))).await.unwrap().unwrap();
+
+    let merged = BronzeMerge::load(&store, SOURCE).await.unwrap();
+    assert_eq!(
+        merged.table("public.docs").unwrap().rows,
+        rows[1..].to_vec()
+    );
+
+    // The file's columns are Arrow structs with nullable children, and its
+    // rows read back exactly as written.
+    let path = &flushed.tables[0].files[0].path;
+    let bytes = store.get(path).await.unwrap().unwrap();
+    let (names, file_rows) = read_parquet_rows(bytes).unwrap();
+    assert_eq!(names[..3], ["id", "doc", "items"]);
+    for (written, read) in rows.iter().zip(&file_rows) {
+        assert_eq!(written[..], read[..3]);
+    }
+    let before = names.iter().position(|n| n == "_before").unwrap();
+    let Value::Text(json) = &file_rows[4][before] else {
+        panic!("no _before: {:?}", file_rows[4]);
+    };
+    let json: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        json["doc"]["address"],
+        serde_json::json!({"city": "London", "zip": 12345})
+    );
+    assert_eq!(json["items"][0]["price"], "19.99");
+    let schema = delta_writer::arrow_schema(&t);
+    let arrow_schema::DataType::Struct(fields) = schema.field(1).data_type() else {
+        panic!("doc is {}", schema.field(1).data_type());
+    };
+    assert!(fields.iter().all(|f| f.is_nullable()));
+}
+
+#[test]
+fn struct_values_that_do_not_fit_name_the_field_path() {
+    let t = docs();
+    let mut builder = DeltaBuilder::new(t.clone(), SOURCE);
+    let mut row = docs_rows().remove(0);
+    let Value::Struct(doc) = &mut row[1] else {
+        unreachable!()
+    };
+    doc[1] = Value::Struct(vec![text("Paris"), text("75001")]);
+    let err = builder
+        .append(&upsert(&t, Op::Create, (1, 1), row))
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("column doc")
+            && message.contains("field address.zip: a text value does not fit a int32 column"),
+        "{message}"
+    );
+    assert_eq!(builder.rows(), 0);
+}
+
+#[tokio::test]
+async fn struct_fields_added_dropped_and_reordered_merge_by_name() {
+    let (_dir, store, mut sink) = open().await;
+    let v1 = table(
+        "docs",
+        vec![
+            col("id", ColumnType::Int64),
+            col(
+                "doc",
+                ColumnType::Struct {
+                    fields: vec![field("a", ColumnType::Int32), field("b", ColumnType::Text)],
+                },
+            ),
+        ],
+        vec![0],
+    );
+    let v2 = table(
+        "docs",
+        vec![
+            col("id", ColumnType::Int64),
+            col(
+                "doc",
+                ColumnType::Struct {
+                    fields: vec![field("b", ColumnType::Text), field("c", ColumnType::Int64)],
+                },
+            ),
+        ],
+        vec![0],
+    );
+    assert_ne!(v1.fingerprint, v2.fingerprint);
+    let doc = |values: Vec<Value>| Value::Struct(values);
+    write_all(
+        &mut sink,
+        &[
+            upsert(
+                &v1,
+                Op::Create,
+                (1, 1),
+                vec![int(1), doc(vec![Value::Int32(7), text("old")])],
+            ),
+            upsert(&v1, Op::Create, (1, 2), vec![int(2), Value::Null]),
+            upsert(
+                &v2,
+                Op::Create,
+                (2, 1),
+                vec![int(3), doc(vec![text("new"), int(9)])],
+            ),
+        ],
+    )
+    .await;
+    sink.flush(checkpoint((2, 1))).await.unwrap();
+    let merged = BronzeMerge::load(&store, SOURCE).await.unwrap();
+    assert_eq!(
+        merged.table("public.docs").unwrap().rows,
+        vec![
+            vec![int(1), doc(vec![text("old"), Value::Null])],
+            vec![int(2), Value::Null],
+            vec![int(3), doc(vec![text("new"), int(9)])],
+        ]
+    );
+}

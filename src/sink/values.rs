@@ -362,6 +362,74 @@ mod tests {
         assert!(err.starts_with("list element 1"), "{err}");
     }
 
+    fn address() -> ColumnType {
+        ColumnType::Struct {
+            fields: vec![
+                StructField {
+                    name: "city".into(),
+                    data_type: ColumnType::Text,
+                },
+                StructField {
+                    name: "zips".into(),
+                    data_type: ColumnType::List {
+                        element: Box::new(ColumnType::Int32),
+                    },
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn struct_mismatches_name_the_field_path() {
+        let ty = ColumnType::Struct {
+            fields: vec![StructField {
+                name: "address".into(),
+                data_type: address(),
+            }],
+        };
+        let ok = Value::Struct(vec![Value::Struct(vec![
+            Value::Null,
+            Value::List(vec![Value::Int16(1)]),
+        ])]);
+        assert!(check(&ok, &ty).is_ok());
+        assert!(check(&Value::Struct(vec![Value::Null]), &ty).is_ok());
+        let bad = Value::Struct(vec![Value::Struct(vec![
+            Value::Text("Oslo".into()),
+            Value::List(vec![Value::Int32(1), Value::Text("0150".into())]),
+        ])]);
+        assert_eq!(
+            check(&bad, &ty).unwrap_err(),
+            "field address.zips: list element 1: a text value does not fit a int32 column"
+        );
+        let short = Value::Struct(vec![Value::Struct(vec![Value::Null])]);
+        let err = check(&short, &ty).unwrap_err();
+        assert!(
+            err.starts_with("field address: a struct value has 1 values but the struct<city: text, zips: list<int32>> column has 2 fields"),
+            "{err}"
+        );
+        assert_eq!(
+            check(&Value::List(vec![]), &ty).unwrap_err(),
+            "a list value does not fit a struct<address: struct<city: text, zips: list<int32>>> column"
+        );
+        assert_eq!(
+            check(&Value::Struct(vec![]), &ColumnType::Text).unwrap_err(),
+            "a struct value does not fit a text column"
+        );
+    }
+
+    #[test]
+    fn struct_json_and_size() {
+        let value = Value::Struct(vec![
+            Value::Text("Oslo".into()),
+            Value::List(vec![Value::Int32(150), Value::Null]),
+        ]);
+        assert_eq!(
+            to_json(&value, &address()),
+            serde_json::json!({"city": "Oslo", "zips": [150, null]})
+        );
+        assert_eq!(approx_size(&value), 4 + 8 + (4 + 4 + 1));
+    }
+
     #[test]
     fn json_forms() {
         let ts = to_json(&Value::Timestamp(1_000_001), &ColumnType::TimestampTz);

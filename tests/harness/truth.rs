@@ -270,6 +270,25 @@ pub fn canon_lake_value(ty: &ColumnType, value: &Value) -> Cell {
                 .collect();
             serde_json::to_string(&canon).expect("json")
         }
+        Value::Struct(values) => {
+            let fields = match ty {
+                ColumnType::Struct { fields } => fields.as_slice(),
+                _ => &[],
+            };
+            let canon: serde_json::Map<String, serde_json::Value> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let (name, ty) = fields
+                        .get(i)
+                        .map_or((format!("f{i}"), ColumnType::Text), |f| {
+                            (f.name.clone(), f.data_type.clone())
+                        });
+                    (name, serde_json::json!(canon_lake_value(&ty, v)))
+                })
+                .collect();
+            serde_json::to_string(&canon).expect("json")
+        }
     })
 }
 

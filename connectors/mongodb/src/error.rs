@@ -80,7 +80,7 @@ pub enum MongoError {
     },
     /// The resume token is older than the oldest oplog entry.
     #[error(
-        "{context}: the resume token the stream asked for is no longer in the oplog (oplog rolled over; server error {code}: {server_message}): the changes after it are lost to this source; run `tributary snapshot --source <name>` to copy the collections again, and grow the oplog (replSetResizeOplog) or checkpoint more often so this does not recur"
+        "{context}: the resume token the stream asked for is no longer in the oplog (oplog rolled over; server error {code}: {server_message}): the changes after it are lost to this source; stop the daemon and run `tributary checkpoint reset --config <file> --source <name> --to current` to copy the collections again, and grow the oplog (replSetResizeOplog) or checkpoint more often so this does not recur"
     )]
     HistoryLost {
         /// What was being done.
@@ -312,7 +312,9 @@ mod tests {
             let text = error.to_string();
             assert!(
                 text.contains("no longer in the oplog")
-                    && text.contains("`tributary snapshot --source <name>`"),
+                    && text.contains(
+                        "`tributary checkpoint reset --config <file> --source <name> --to current`"
+                    ),
                 "{text}"
             );
         }

@@ -258,7 +258,7 @@ async fn lost_history_is_definite_and_names_snapshot() {
         let text = error.to_string();
         assert!(
             text.contains("no longer in the oplog")
-                && text.contains("tributary snapshot --source")
+                && text.contains("tributary checkpoint reset")
                 && text.contains(r#"after resume token {"_data":"000000000000000301"}"#),
             "{text}"
         );

@@ -70,8 +70,55 @@ pub fn column_type(field: &FieldType) -> ColumnType {
     }
 }
 
+/// Column ids of a collection's fields. A field keeps its id while its
+/// inferred type stays; when the type changes (widening), the column gets a
+/// new id, so the bronze merge (columns by id) treats it as a new column:
+/// rows written before the change show `null` in it until they change
+/// again, and never a value of the old type under the new one. `_doc`
+/// always holds every value.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnIds {
+    ids: std::collections::HashMap<String, (u32, FieldType)>,
+    next: u32,
+}
+
+impl ColumnIds {
+    /// The ids a registered table used (to continue after a restart).
+    pub fn of(table: &TableSchema) -> ColumnIds {
+        let mut ids = ColumnIds::default();
+        for column in &table.columns {
+            if let (Some(id), Ok(ty)) = (
+                column.id,
+                serde_json::from_str::<FieldType>(&column.source_type),
+            ) {
+                ids.ids.insert(column.name.clone(), (id, ty));
+            }
+            ids.next = ids.next.max(column.id.unwrap_or(0));
+        }
+        ids
+    }
+
+    fn id(&mut self, name: &str, ty: &FieldType) -> u32 {
+        // 1 and 2 are `_id` and `_doc`.
+        self.next = self.next.max(2);
+        match self.ids.get(name) {
+            Some((id, known)) if known == ty => *id,
+            _ => {
+                self.next += 1;
+                self.ids.insert(name.to_string(), (self.next, ty.clone()));
+                self.next
+            }
+        }
+    }
+}
+
 /// The table of a collection with `shape`.
-pub fn table_schema(database: &str, collection: &str, shape: &CollectionShape) -> TableSchema {
+pub fn table_schema(
+    database: &str,
+    collection: &str,
+    shape: &CollectionShape,
+    ids: &mut ColumnIds,
+) -> TableSchema {
     let mut columns = vec![ColumnSchema {
         name: ID_COLUMN.to_string(),
         data_type: ColumnType::Text,
@@ -80,7 +127,6 @@ pub fn table_schema(database: &str, collection: &str, shape: &CollectionShape) -
         id: Some(1),
         default: None,
     }];
-    let mut next_id = 3;
     for (name, ty) in &shape.fields {
         if name == ID_COLUMN || name == DOC_COLUMN {
             continue;
@@ -90,10 +136,9 @@ pub fn table_schema(database: &str, collection: &str, shape: &CollectionShape) -
             data_type: column_type(ty),
             source_type: serde_json::to_string(ty).expect("field types serialize"),
             nullable: true,
-            id: Some(next_id),
+            id: Some(ids.id(name, ty)),
             default: None,
         });
-        next_id += 1;
     }
     columns.push(ColumnSchema {
         name: DOC_COLUMN.to_string(),
@@ -225,7 +270,12 @@ mod tests {
     fn row_of(document: &Document) -> (TableSchema, Row) {
         let mut shape = CollectionShape::new();
         assert!(shape.observe(document));
-        let table = Arc::new(table_schema("shop", "things", &shape));
+        let table = Arc::new(table_schema(
+            "shop",
+            "things",
+            &shape,
+            &mut ColumnIds::default(),
+        ));
         let row = document_row(&table, &shape, document).expect("fits its own shape");
         ((*table).clone(), row)
     }
@@ -328,9 +378,19 @@ mod tests {
         let mut shape = CollectionShape::new();
         let a = doc! { "_id": 1i32, "n": 1i32, "v": "text" };
         let b = doc! { "_id": 2i32, "n": 2.5f64, "v": 3i32, "extra": { "k": 1i32 } };
+        let mut ids = ColumnIds::default();
         shape.observe(&a);
+        let first = table_schema("shop", "mixed", &shape, &mut ids);
         shape.observe(&b);
-        let table = Arc::new(table_schema("shop", "mixed", &shape));
+        let table = Arc::new(table_schema("shop", "mixed", &shape, &mut ids));
+        let id_of = |t: &TableSchema, name: &str| {
+            t.columns.iter().find(|c| c.name == name).and_then(|c| c.id)
+        };
+        // `n` and `v` changed type: new ids; after a restart the same ids.
+        assert_ne!(id_of(&first, "n"), id_of(&table, "n"));
+        assert_eq!(id_of(&first, "_id"), id_of(&table, "_id"));
+        let mut again = ColumnIds::of(&table);
+        assert_eq!(table_schema("shop", "mixed", &shape, &mut again), *table);
         let row = document_row(&table, &shape, &a).unwrap();
         let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["_id", "n", "v", "extra", "_doc"]);

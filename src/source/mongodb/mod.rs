@@ -50,7 +50,7 @@ use crate::schema::{TableSchema, subject_name};
 use crate::snapshot::{SnapshotKind, SnapshotState};
 use crate::source::{Source, SourceError, SourceEvent};
 use collection_copy::{CollectionCopy, source_error};
-use document_row::{document_row, key_row, shape_of, table_schema};
+use document_row::{ColumnIds, document_row, key_row, shape_of, table_schema};
 
 /// `seconds << 32 | increment`.
 pub fn pack(time: Timestamp) -> u64 {
@@ -122,6 +122,7 @@ fn mode(config: &MongoSourceConfig) -> FullDocumentMode {
 #[derive(Debug)]
 struct Collection {
     shape: CollectionShape,
+    ids: ColumnIds,
     schema: Arc<TableSchema>,
 }
 
@@ -283,14 +284,18 @@ impl MongoSource {
     fn collection(&mut self, name: &str) -> &mut Collection {
         if !self.collections.contains_key(name) {
             let subject = subject_name(&self.config.name, &format!("{}.{name}", self.database));
-            let shape = self
-                .registry
-                .latest(&subject)
+            let latest = self.registry.latest(&subject);
+            let shape = latest
+                .as_ref()
                 .map(|v| shape_of(&v.table))
                 .unwrap_or_default();
-            let schema = Arc::new(table_schema(&self.database, name, &shape));
+            let mut ids = latest
+                .as_ref()
+                .map(|v| ColumnIds::of(&v.table))
+                .unwrap_or_default();
+            let schema = Arc::new(table_schema(&self.database, name, &shape, &mut ids));
             self.collections
-                .insert(name.to_string(), Collection { shape, schema });
+                .insert(name.to_string(), Collection { shape, ids, schema });
         }
         self.collections.get_mut(name).expect("inserted above")
     }
@@ -332,7 +337,12 @@ impl MongoSource {
         let database = self.database.clone();
         let entry = self.collection(collection);
         if entry.shape.observe(document) {
-            entry.schema = Arc::new(table_schema(&database, collection, &entry.shape));
+            entry.schema = Arc::new(table_schema(
+                &database,
+                collection,
+                &entry.shape,
+                &mut entry.ids,
+            ));
         }
         let row = document_row(&entry.schema, &entry.shape, document).ok_or_else(|| {
             SourceError::definite(format!(
@@ -625,7 +635,7 @@ async fn open_stream(
     let mut stream = ChangeStreamConfig::new(&config.database);
     stream.collections = config.collections.clone();
     stream.start = start;
-    stream.full_document = mode(&config);
+    stream.full_document = mode(config);
     let opened = MongoChangeStream::open(client, &stream)
         .await
         .map_err(source_error)?;
