@@ -14,6 +14,7 @@ mod crash_kill9;
 mod full_sink;
 mod harness;
 mod lake_merge;
+mod mongodb_replica_set;
 mod mongodb_stream;
 mod mysql_binlog;
 mod mysql_snapshots;
