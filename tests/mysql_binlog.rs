@@ -7,7 +7,8 @@
 //! multi-row statements, key changes, rolled-back transactions, TRUNCATE,
 //! an ALTER TABLE mid-stream and another while the daemon is down (rows of
 //! the old shape replayed after the catalog moved on), a clean restart and a
-//! `kill -9`: the merged
+//! `kill -9` three times at random moments, and the server restarting under
+//! the running daemon: the merged
 //! lake (ours and DuckDB's) equals the source tables; every version is in
 //! the registry. Also: `check` and the daemon refuse a STATEMENT-format
 //! binlog with the fix.
@@ -486,7 +487,7 @@ pub(crate) async fn assert_truth(conn: &mut Conn, lake: &Path) {
 async fn binlog_truth_with_ddl_restart_and_kill9() {
     let seed = crate::harness::seed("mysql_binlog::binlog_truth_with_ddl_restart_and_kill9");
     let mut rng = StdRng::seed_from_u64(seed.seed);
-    let server = Mariadb::start();
+    let mut server = Mariadb::start();
     server.create_cdc_user().await;
     let mut conn = server.root().await;
     conn.query_drop(SCHEMA).await.unwrap();
@@ -567,14 +568,35 @@ async fn binlog_truth_with_ddl_restart_and_kill9() {
     for _ in 0..40 {
         random_transaction(&mut conn, &mut rng, &mut next_id).await;
     }
-    tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
-    daemon.kill9();
-    for _ in 0..30 {
-        random_transaction(&mut conn, &mut rng, &mut next_id).await;
+    // kill -9 at random moments of bursts, three times.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        daemon.kill9();
+        for _ in 0..rng.random_range(5..30) {
+            random_transaction(&mut conn, &mut rng, &mut next_id).await;
+        }
+        daemon.restart();
+        for _ in 0..rng.random_range(5..30) {
+            random_transaction(&mut conn, &mut rng, &mut next_id).await;
+        }
     }
-    daemon.restart();
     wait_marker(&mut conn, &setup.lake, step(&mut marker), &mut daemon).await;
     assert_truth(&mut conn, &setup.lake).await;
+
+    // The server restarts under the running daemon: it reconnects (with
+    // backoff) and continues where it was.
+    server.restart(Duration::from_secs(2));
+    let mut conn = server.root().await;
+    for _ in 0..20 {
+        random_transaction(&mut conn, &mut rng, &mut next_id).await;
+    }
+    wait_marker(&mut conn, &setup.lake, step(&mut marker), &mut daemon).await;
+    assert_truth(&mut conn, &setup.lake).await;
+    assert!(
+        daemon.log_text(400).contains("retry"),
+        "the lost connection is retried, visibly:\n{}",
+        daemon.log_text(40)
+    );
     let versions = std::fs::read_dir(
         setup
             .lake

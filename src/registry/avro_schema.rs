@@ -560,6 +560,76 @@ mod tests {
         assert!(json["tributary.source_id"].is_null());
     }
 
+    fn field(name: &str, data_type: ColumnType) -> StructField {
+        StructField {
+            name: name.into(),
+            data_type,
+        }
+    }
+
+    #[test]
+    fn structs_are_named_records_of_nullable_fields() {
+        let point = ColumnType::Struct {
+            fields: vec![field("x", ColumnType::Float64)],
+        };
+        let doc = ColumnType::Struct {
+            fields: vec![
+                field("zip code", ColumnType::Int32),
+                field("point", point.clone()),
+                field(
+                    "tags",
+                    ColumnType::List {
+                        element: Box::new(ColumnType::Text),
+                    },
+                ),
+            ],
+        };
+        let path = ColumnType::List {
+            element: Box::new(point),
+        };
+        let mut required = col("doc", doc, false, 2);
+        required.source_type = "object".into();
+        let table = TableSchema::new(
+            "db",
+            "orders",
+            vec![
+                col("id", ColumnType::Int64, false, 1),
+                required,
+                col("path", path, true, 3),
+                // Would derive the same name as `doc`'s record: made unique.
+                col("doc_point", ColumnType::Struct { fields: vec![] }, true, 4),
+            ],
+            vec![0],
+        );
+        let text = avro_schema("tributary.mongo.db", &table, &[]).unwrap();
+        apache_avro::Schema::parse_str(&text).unwrap();
+        let json: Json = serde_json::from_str(&text).unwrap();
+        let nullable = |t: Json| json!({"name": "x", "type": ["null", t], "default": null});
+        assert_eq!(
+            json["fields"][1]["type"],
+            json!({"type": "record", "name": "orders_doc", "fields": [
+                {"name": "zip_code", "type": ["null", "int"], "default": null, "tributary.field": "zip code"},
+                {"name": "point", "type": ["null", {"type": "record", "name": "orders_doc_point", "fields": [
+                    nullable(json!("double"))
+                ]}], "default": null},
+                {"name": "tags", "type": ["null", {"type": "array", "items": ["null", "string"]}], "default": null},
+            ]})
+        );
+        assert_eq!(json["fields"][1]["tributary.source_type"], "object");
+        assert!(json["fields"][1].get("default").is_none());
+        assert_eq!(
+            json["fields"][2]["type"],
+            json!(["null", {"type": "array", "items": ["null", {"type": "record", "name": "orders_path", "fields": [
+                nullable(json!("double"))
+            ]}]}])
+        );
+        assert_eq!(
+            json["fields"][3]["type"],
+            json!(["null", {"type": "record", "name": "orders_doc_point_2", "fields": []}])
+        );
+        assert_eq!(text, avro_schema("tributary.mongo.db", &table, &[]).unwrap());
+    }
+
     #[test]
     fn constant_defaults_of_not_null_columns() {
         let cases = [

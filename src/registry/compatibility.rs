@@ -750,6 +750,144 @@ mod tests {
         assert_eq!(passes(&[&v1, &as_text]), [NONE]);
     }
 
+    fn doc(fields: &[(&str, ColumnType)]) -> ColumnType {
+        ColumnType::Struct {
+            fields: fields
+                .iter()
+                .map(|(name, data_type)| crate::schema::StructField {
+                    name: (*name).into(),
+                    data_type: data_type.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn object(name: &str, ty: ColumnType, nullable: bool, id: u32) -> ColumnSchema {
+        col(name, ty, "object", nullable, id)
+    }
+
+    #[test]
+    fn struct_fields_added_or_dropped() {
+        let address = |extra: &[(&str, ColumnType)]| {
+            let mut fields = vec![("city", ColumnType::Text)];
+            fields.extend_from_slice(extra);
+            doc(&[("name", ColumnType::Text), ("address", doc(&fields))])
+        };
+        for nullable in [true, false] {
+            let v1 = table(vec![object("d", address(&[]), nullable, 2)]);
+            let v2 = table(vec![object(
+                "d",
+                address(&[("zip", ColumnType::Int32)]),
+                nullable,
+                2,
+            )]);
+            // Struct fields are nullable with default null: readers fill a
+            // field they do not find, whichever side added it.
+            assert_eq!(passes(&[&v1, &v2]), ALL, "nullable {nullable}");
+            assert_eq!(passes(&[&v2, &v1]), ALL, "nullable {nullable}");
+            assert_eq!(
+                describe_change(&v1, &v2),
+                vec!["added field d.address.zip (int32, nullable)"]
+            );
+            assert_eq!(
+                describe_change(&v2, &v1),
+                vec!["dropped field d.address.zip"]
+            );
+        }
+        // A struct in a list evolves the same way; a rename of the column
+        // (so of its record's derived name) is still a rename.
+        let list = |ty| ColumnType::List {
+            element: Box::new(ty),
+        };
+        let l1 = table(vec![object("items", list(address(&[])), true, 2)]);
+        let l2 = table(vec![object(
+            "lines",
+            list(address(&[("zip", ColumnType::Int32)])),
+            true,
+            2,
+        )]);
+        assert_eq!(passes(&[&l1, &l2]), ALL);
+        assert_eq!(
+            describe_change(&l1, &l2),
+            vec![
+                "renamed column items to lines",
+                "added field lines.address.zip (int32, nullable)"
+            ]
+        );
+    }
+
+    #[test]
+    fn struct_field_type_changes_name_the_field() {
+        let with_zip = |zip: ColumnType| {
+            table(vec![object(
+                "d",
+                doc(&[
+                    ("name", ColumnType::Text),
+                    ("address", doc(&[("zip", zip)])),
+                ]),
+                true,
+                2,
+            )])
+        };
+        let int = with_zip(ColumnType::Int32);
+        let txt = with_zip(ColumnType::Text);
+        let long = with_zip(ColumnType::Int64);
+        assert_eq!(passes(&[&int, &txt]), [NONE]);
+        let problems = run(Backward, &[&int, &txt]).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "consumers on the new version cannot read data written with version 1: Incompatible schemata! Field 'd' in reader schema does not match the type in the writer schema"
+            ),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].ends_with(
+                r#"(field d.address.zip written as ["null","int"], read as ["null","string"])"#
+            ),
+            "{problems:?}"
+        );
+        assert_eq!(
+            describe_change(&int, &txt),
+            vec!["field d.address.zip: type int32 → text"]
+        );
+        // Promotions resolve inside structs too.
+        assert_eq!(passes(&[&int, &long]), [Backward, BackwardTransitive, NONE]);
+        let problems = run(Forward, &[&int, &long]).unwrap_err();
+        assert!(
+            problems[0].ends_with(
+                r#"(field d.address.zip written as ["null","long"], read as ["null","int"])"#
+            ),
+            "{problems:?}"
+        );
+        // A field that becomes a struct: the field is named, with both types.
+        let nested = with_zip(doc(&[("code", ColumnType::Text)]));
+        let problems = run(Backward, &[&txt, &nested]).unwrap_err();
+        assert!(
+            problems[0].contains("(field d.address.zip written as [\"null\",\"string\"], read as [\"null\",{"),
+            "{problems:?}"
+        );
+        // Decimals inside structs keep their own rule, naming the field.
+        let dec = |scale| {
+            with_zip(ColumnType::Decimal {
+                precision: 10,
+                scale,
+            })
+        };
+        assert_eq!(passes(&[&dec(2), &dec(2)]), ALL);
+        assert_eq!(
+            run(Backward, &[&dec(2), &dec(3)]).unwrap_err(),
+            vec![
+                "column d: field d.address.zip: decimal(10,2) → decimal(10,3): readers decode decimals with their own schema's scale (version 1)"
+            ]
+        );
+        // Struct to scalar and back: the column's own types differ.
+        let flat = table(vec![text("d", true, 2)]);
+        let problems = run(Backward, &[&int, &flat]).unwrap_err();
+        assert!(problems[0].contains("(written as [\"null\",{"), "{problems:?}");
+        assert_eq!(describe_change(&int, &flat), vec!["column d: type object → text"]);
+    }
+
     #[test]
     fn nullability_changes() {
         let nullable = table(vec![int4("a", true, 2)]);

@@ -55,48 +55,39 @@ impl Mariadb {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("runuser")
-            .args(["-u", "mysql", "--", "mariadbd", "--no-defaults"])
-            .arg(format!("--datadir={}", data.display()))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--tmpdir={}", path.display()))
-            .arg(format!("--port={port}"))
-            .arg(format!("--socket={}", path.join("mysqld.sock").display()))
-            .arg(format!("--pid-file={}", path.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", path.join("error.log").display()))
-            .args([
-                "--skip-name-resolve",
-                "--server-id=1",
-                "--binlog-format=ROW",
-                "--binlog-row-image=FULL",
-                "--binlog-row-metadata=FULL",
-                "--gtid-domain-id=0",
-                "--gtid-strict-mode=1",
-                "--log-slave-updates",
-                "--innodb-buffer-pool-size=64M",
-                "--innodb-flush-log-at-trx-commit=2",
-                "--sync-binlog=0",
-            ])
-            .arg(format!("--log-bin={}", data.join("binlog").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mariadbd");
+        let child = spawn_server(&path, port);
         let server = Mariadb { dir, port, child };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
         let started = Instant::now();
         while !Command::new("mariadb-admin")
-            .args(["-h127.0.0.1", &format!("-P{port}"), "-uroot", "ping"])
+            .args(["-h127.0.0.1", &format!("-P{}", self.port), "-uroot", "ping"])
             .output()
             .is_ok_and(|o| o.status.success())
         {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "MariaDB did not start:\n{}",
-                server.log_tail()
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        server
+    }
+
+    /// Stops the server (SIGTERM, waits) and starts it again on the same
+    /// port and data: clients see their connections drop and the port
+    /// refuse connections meanwhile.
+    pub fn restart(&mut self, down_for: Duration) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("mysqld.pid")) {
+            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+        }
+        let _ = self.child.wait();
+        std::thread::sleep(down_for);
+        self.child = spawn_server(self.dir.path(), self.port);
+        self.wait_ready();
     }
 
     pub fn log_tail(&self) -> String {
@@ -138,4 +129,36 @@ impl Drop for Mariadb {
         }
         let _ = self.child.wait();
     }
+}
+
+/// `mariadbd` on `port` with the data in `dir/data`.
+fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
+    let data = dir.join("data");
+    Command::new("runuser")
+        .args(["-u", "mysql", "--", "mariadbd", "--no-defaults"])
+        .arg(format!("--datadir={}", data.display()))
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--tmpdir={}", dir.display()))
+        .arg(format!("--port={port}"))
+        .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+        .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+        .arg(format!("--log-error={}", dir.join("error.log").display()))
+        .args([
+            "--skip-name-resolve",
+            "--server-id=1",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--gtid-domain-id=0",
+            "--gtid-strict-mode=1",
+            "--log-slave-updates",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--sync-binlog=0",
+        ])
+        .arg(format!("--log-bin={}", data.join("binlog").display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mariadbd")
 }
