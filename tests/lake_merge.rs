@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tributary::envelope::{Envelope, Op, Row, SourceInfo, Value};
 use tributary::merge::{BronzeMerge, MergedLake, read_parquet_rows};
 use tributary::position::{Position, ResumePoint};
-use tributary::schema::{ColumnSchema, ColumnType, TableSchema};
+use tributary::schema::{ColumnSchema, ColumnType, StructField, TableSchema};
 use tributary::sink::{LakeSink, LakeStore, ManifestCheckpoint};
 
 const SOURCE: &str = "truth";
@@ -32,6 +32,143 @@ fn list(element: ColumnType) -> ColumnType {
     ColumnType::List {
         element: Box::new(element),
     }
+}
+
+fn record(fields: &[(&str, ColumnType)]) -> ColumnType {
+    ColumnType::Struct {
+        fields: fields
+            .iter()
+            .map(|(name, data_type)| StructField {
+                name: (*name).into(),
+                data_type: data_type.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Two shapes of a table of nested documents: v2 drops `doc.tags`, adds
+/// `doc.rank`, `doc.address.country` and `lines[].discount`, and reorders
+/// fields, so both merges must line older rows up with v2 by field name.
+fn docs_tables() -> (Arc<TableSchema>, Arc<TableSchema>) {
+    let price = ColumnType::Decimal {
+        precision: 10,
+        scale: 2,
+    };
+    let v1 = TableSchema::new(
+        "app",
+        "docs",
+        vec![
+            col("id", ColumnType::Int64),
+            col(
+                "doc",
+                record(&[
+                    ("name", ColumnType::Text),
+                    (
+                        "address",
+                        record(&[("city", ColumnType::Text), ("zip", ColumnType::Int32)]),
+                    ),
+                    ("tags", list(ColumnType::Text)),
+                ]),
+            ),
+            col(
+                "lines",
+                list(record(&[
+                    ("sku", ColumnType::Text),
+                    ("qty", ColumnType::Int32),
+                    ("price", price.clone()),
+                ])),
+            ),
+            col("note", ColumnType::Text),
+        ],
+        vec![0],
+    );
+    let v2 = TableSchema::new(
+        "app",
+        "docs",
+        vec![
+            col("id", ColumnType::Int64),
+            col(
+                "doc",
+                record(&[
+                    (
+                        "address",
+                        record(&[
+                            ("zip", ColumnType::Int32),
+                            ("city", ColumnType::Text),
+                            ("country", ColumnType::Text),
+                        ]),
+                    ),
+                    ("name", ColumnType::Text),
+                    ("rank", ColumnType::Int64),
+                ]),
+            ),
+            col(
+                "lines",
+                list(record(&[
+                    ("sku", ColumnType::Text),
+                    ("qty", ColumnType::Int32),
+                    ("price", price),
+                    ("discount", ColumnType::Float64),
+                ])),
+            ),
+            col("note", ColumnType::Text),
+        ],
+        vec![0],
+    );
+    (Arc::new(v1), Arc::new(v2))
+}
+
+/// A v1 row of `docs` for id `i`: NULLs at a different level per id.
+fn docs_v1_row(i: i64) -> Row {
+    let s = Value::Struct;
+    let doc = match i % 4 {
+        0 => Value::Null,
+        1 => s(vec![
+            text(&format!("doc {i}")),
+            s(vec![text("Oslo"), Value::Int32(150 + i as i32)]),
+            Value::List(vec![text("a"), Value::Null]),
+        ]),
+        2 => s(vec![Value::Null, Value::Null, Value::List(vec![])]),
+        _ => s(vec![
+            text("x"),
+            s(vec![Value::Null, Value::Int32(1)]),
+            Value::Null,
+        ]),
+    };
+    let lines = match i % 3 {
+        0 => Value::Null,
+        1 => Value::List(vec![
+            s(vec![
+                text("sku-1"),
+                Value::Int32(i as i32),
+                Value::Decimal(1999),
+            ]),
+            Value::Null,
+            s(vec![Value::Null, Value::Null, Value::Null]),
+        ]),
+        _ => Value::List(vec![]),
+    };
+    vec![i64v(i), doc, lines, text(&format!("note {i}"))]
+}
+
+/// A v2 row of `docs` for id `i`.
+fn docs_v2_row(i: i64) -> Row {
+    let s = Value::Struct;
+    vec![
+        i64v(i),
+        s(vec![
+            s(vec![Value::Int32(7), text("Bergen"), text("NO")]),
+            text(&format!("v2 {i}")),
+            i64v(i * 10),
+        ]),
+        Value::List(vec![s(vec![
+            text("sku-9"),
+            Value::Int32(1),
+            Value::Decimal(-250),
+            Value::Float64(0.5),
+        ])]),
+        Value::Null,
+    ]
 }
 
 /// Builds envelopes with increasing positions.
@@ -204,6 +341,7 @@ async fn write_lake(root: &Path) {
         ],
         vec![0],
     ));
+    let (docs_v1, docs_v2) = docs_tables();
     let mut log = Log { lsn: 0, ordinal: 0 };
     let mut batch: Vec<Envelope> = Vec::new();
 
@@ -221,6 +359,7 @@ async fn write_lake(root: &Path) {
             None,
         ));
         batch.push(log.env(&types, Op::Read, Some(types_row(i, i)), None));
+        batch.push(log.env(&docs_v1, Op::Read, Some(docs_v1_row(i)), None));
     }
     for (t, id) in [("a", 1), ("a", 2), ("b", 1), ("b", 2)] {
         batch.push(log.env(
@@ -277,6 +416,17 @@ async fn write_lake(root: &Path) {
     ));
     batch.push(log.env(&events, Op::Create, Some(vec![text("hello")]), None));
     batch.push(log.env(&events, Op::Create, Some(vec![text("hello")]), None));
+    // Structs: an update keeping its document (unchanged), a delete, and a
+    // v1 update whose document becomes NULL.
+    let mut e = log.env(&docs_v1, Op::Update, Some(docs_v1_row(2)), None);
+    e.after.as_mut().unwrap()[1] = Value::Null;
+    e.after.as_mut().unwrap()[3] = text("kept doc");
+    e.unchanged = vec![1];
+    batch.push(e);
+    batch.push(log.env(&docs_v1, Op::Delete, None, Some(docs_v1_row(3))));
+    let mut cleared = docs_v1_row(5);
+    cleared[1] = Value::Null;
+    batch.push(log.env(&docs_v1, Op::Update, Some(cleared), None));
     let replay = batch.clone();
     flush(&mut sink, &mut batch, &log).await;
 
@@ -335,6 +485,14 @@ async fn write_lake(root: &Path) {
     );
     e.unchanged = vec![2];
     batch.push(e);
+    // docs v2: new documents, and an update that keeps its v1 document
+    // (which both merges show in v2's shape).
+    batch.push(log.env(&docs_v2, Op::Update, Some(docs_v2_row(1)), None));
+    batch.push(log.env(&docs_v2, Op::Create, Some(docs_v2_row(100)), None));
+    let mut e = log.env(&docs_v2, Op::Update, Some(docs_v2_row(9)), None);
+    e.after.as_mut().unwrap()[1] = Value::Null;
+    e.unchanged = vec![1];
+    batch.push(e);
     flush(&mut sink, &mut batch, &log).await;
 }
 
@@ -382,7 +540,13 @@ async fn duckdb_merge_matches_the_rust_reference() {
     let reference: MergedLake = BronzeMerge::load(&store, SOURCE).await.unwrap();
     assert_eq!(
         reference.tables.keys().collect::<Vec<_>>(),
-        ["app.events", "app.pairs", "public.items", "public.types"]
+        [
+            "app.docs",
+            "app.events",
+            "app.pairs",
+            "public.items",
+            "public.types"
+        ]
     );
     for (name, table) in &reference.tables {
         let path = out.join(format!("{name}.parquet"));
@@ -413,4 +577,28 @@ async fn duckdb_merge_matches_the_rust_reference() {
     assert_eq!(reference.table("app.pairs").unwrap().rows.len(), 1);
     assert_eq!(reference.table("app.events").unwrap().rows.len(), 2);
     assert_eq!(reference.table("public.types").unwrap().rows.len(), 19);
+    let docs = reference.table("app.docs").unwrap();
+    let doc = |id: i64| {
+        docs.rows
+            .iter()
+            .find(|r| r[0] == i64v(id))
+            .map(|r| r[1].clone())
+    };
+    let s = Value::Struct;
+    assert_eq!(doc(100), Some(docs_v2_row(100)[1].clone()));
+    // v1 document 9 (`i % 4 == 1`) kept through an unchanged update, in
+    // v2's field order: address (zip, city, country), name, rank.
+    assert_eq!(
+        doc(9),
+        Some(s(vec![
+            s(vec![Value::Int32(159), text("Oslo"), Value::Null]),
+            text("doc 9"),
+            Value::Null,
+        ]))
+    );
+    // v1 document 2 had no address, name or rank; its tags are gone.
+    assert_eq!(doc(2), Some(s(vec![Value::Null; 3])));
+    assert_eq!(doc(3), None);
+    assert_eq!(doc(5), Some(Value::Null));
+    assert_eq!(docs.rows.len(), 20 - 1 + 1);
 }

@@ -252,6 +252,10 @@ async fn copy_then_stream_resume_and_history_lost() {
     let setup = setup(&server);
     let (ok, out, err) = run_cli(&["check", "--config", setup.config.to_str().unwrap()], &[]);
     assert!(ok && out.contains("ready for change streams"), "{out}{err}");
+    assert!(
+        out.contains("WARN") && out.contains("shop.orders has no pre- and post-images"),
+        "check names the collections without pre-images: {out}"
+    );
 
     let mut daemon = DaemonProcess::start_with(setup.config.clone(), &setup.root);
     wait_lake(&setup.lake, &mut daemon, &expected).await;

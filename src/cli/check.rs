@@ -95,17 +95,20 @@ pub async fn check(config: &Config) -> CheckReport {
                 }
                 .await;
                 match problems {
-                    Ok(problems) if problems.is_empty() => {
-                        let _ = writeln!(
-                            text,
-                            "ok    source {}: {} is ready for change streams",
-                            mongo.name,
-                            mongo.describe()
-                        );
-                    }
-                    Ok(problems) => {
-                        ok = false;
-                        for problem in problems {
+                    Ok(report) => {
+                        if report.problems.is_empty() {
+                            let _ = writeln!(
+                                text,
+                                "ok    source {}: {} is ready for change streams",
+                                mongo.name,
+                                mongo.describe()
+                            );
+                        }
+                        for warning in &report.warnings {
+                            let _ = writeln!(text, "WARN  source {}: {warning}", mongo.name);
+                        }
+                        for problem in &report.problems {
+                            ok = false;
                             let _ = writeln!(text, "FAIL  source {}: {problem}", mongo.name);
                         }
                     }

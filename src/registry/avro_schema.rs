@@ -627,7 +627,10 @@ mod tests {
             json["fields"][3]["type"],
             json!(["null", {"type": "record", "name": "orders_doc_point_2", "fields": []}])
         );
-        assert_eq!(text, avro_schema("tributary.mongo.db", &table, &[]).unwrap());
+        assert_eq!(
+            text,
+            avro_schema("tributary.mongo.db", &table, &[]).unwrap()
+        );
     }
 
     #[test]

@@ -864,7 +864,9 @@ mod tests {
         let nested = with_zip(doc(&[("code", ColumnType::Text)]));
         let problems = run(Backward, &[&txt, &nested]).unwrap_err();
         assert!(
-            problems[0].contains("(field d.address.zip written as [\"null\",\"string\"], read as [\"null\",{"),
+            problems[0].contains(
+                "(field d.address.zip written as [\"null\",\"string\"], read as [\"null\",{"
+            ),
             "{problems:?}"
         );
         // Decimals inside structs keep their own rule, naming the field.
@@ -884,8 +886,14 @@ mod tests {
         // Struct to scalar and back: the column's own types differ.
         let flat = table(vec![text("d", true, 2)]);
         let problems = run(Backward, &[&int, &flat]).unwrap_err();
-        assert!(problems[0].contains("(written as [\"null\",{"), "{problems:?}");
-        assert_eq!(describe_change(&int, &flat), vec!["column d: type object → text"]);
+        assert!(
+            problems[0].contains("(written as [\"null\",{"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            describe_change(&int, &flat),
+            vec!["column d: type object → text"]
+        );
     }
 
     #[test]

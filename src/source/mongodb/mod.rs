@@ -93,22 +93,44 @@ pub async fn connect(config: &MongoSourceConfig) -> Result<Client, SourceError> 
     })
 }
 
-/// Runs the preflight; the problems, each with its fix (empty: fine).
+/// What the preflight found: problems that stop the source (each with its
+/// fix) and warnings that do not.
+#[derive(Debug, Default)]
+pub struct PreflightReport {
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs the preflight.
 pub async fn preflight(
     client: &Client,
     config: &MongoSourceConfig,
-) -> Result<Vec<String>, SourceError> {
+) -> Result<PreflightReport, SourceError> {
     let report = tributary_mongodb::preflight(client, &config.database, &config.collections)
         .await
         .map_err(source_error)?;
-    Ok(report
-        .problems(mode(config))
-        .into_iter()
-        // Collections are created by their first insert: one not there yet
-        // is captured from then on.
-        .filter(|p| !matches!(p, MongoError::UnknownCollection { .. }))
-        .map(|p| p.to_string())
-        .collect())
+    let mut out = PreflightReport::default();
+    for problem in report.problems(mode(config)) {
+        match problem {
+            // Collections are created by their first insert: one not there
+            // yet is captured from then on.
+            MongoError::UnknownCollection { collection, .. } => out.warnings.push(format!(
+                "collection {}.{collection} does not exist yet; it is captured from its first insert",
+                config.database
+            )),
+            other => out.problems.push(other.to_string()),
+        }
+    }
+    if config.full_document == MongoFullDocument::UpdateLookup {
+        for collection in &report.without_pre_images {
+            out.warnings.push(format!(
+                "collection {}.{collection} has no pre- and post-images: updates carry the document as it is when read (update_lookup), deletes only the key; for exact images (MongoDB 6.0+) run {} and set full_document = \"required\"",
+                config.database,
+                tributary_mongodb::error::pre_images_command(collection)
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn mode(config: &MongoSourceConfig) -> FullDocumentMode {
@@ -163,12 +185,15 @@ impl MongoSource {
     ) -> Result<MongoSource, SourceError> {
         tracing::info!(source = %config.name, server = %config.describe(), "connecting");
         let client = connect(config).await?;
-        let problems = preflight(&client, config).await?;
-        if !problems.is_empty() {
+        let report = preflight(&client, config).await?;
+        for warning in &report.warnings {
+            tracing::warn!(source = %config.name, "{warning}");
+        }
+        if !report.problems.is_empty() {
             return Err(SourceError::definite(format!(
                 "{} cannot be captured yet: {}",
                 config.describe(),
-                problems.join("; ")
+                report.problems.join("; ")
             )));
         }
         let names = match config.collections.as_slice() {
