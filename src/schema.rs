@@ -186,6 +186,11 @@ impl TableSchema {
         if let Some(id) = self.source_id {
             canonical["source_id"] = id.into();
         }
+        // Keys sorted at every level whatever the build: a dependency (bson)
+        // turns on serde_json's `preserve_order` for the whole workspace,
+        // which would otherwise change every fingerprint (and so register a
+        // new version of every unchanged table) between builds.
+        canonical.sort_all_objects();
         let digest = Sha256::digest(canonical.to_string().as_bytes());
         hex::encode(&digest[..16])
     }
@@ -239,6 +244,10 @@ mod tests {
         let c = TableSchema::new("public", "t", vec![col("id", ColumnType::Int32)], vec![0]);
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_ne!(a.fingerprint, c.fingerprint);
+        // Pinned: SHA-256 of the key-sorted canonical JSON
+        // `{"columns":[{"data_type":{"type":"int64"},"name":"id","nullable":true,"source_type":"x"}],"key":[0],"name":"t","namespace":"public"}`,
+        // whatever serde_json features the build has.
+        assert_eq!(a.fingerprint, "f0b4d06273588442a4ec271541cdd8d8");
     }
 
     fn doc(fields: &[(&str, ColumnType)]) -> ColumnType {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::CheckpointStore;
 use crate::sink::{LakeStore, SinkError};
-use crate::snapshot::SnapshotState;
+use crate::snapshot::{SnapshotKind, SnapshotState};
 
 /// Version of the request file format.
 pub const REQUEST_VERSION: u32 = 1;
@@ -106,6 +106,38 @@ impl SnapshotRequests {
             out.push((id.to_string(), parsed));
         }
         Ok(out)
+    }
+
+    /// Acts on waiting requests: queues their tables (those in
+    /// `state.tables`) as incremental snapshots, records their ids, and
+    /// cleans up recorded ones. `true` when `state` changed.
+    pub async fn poll(&self, state: &mut SnapshotState) -> Result<bool, SinkError> {
+        let waiting = self.waiting().await?;
+        let ids: Vec<String> = waiting.iter().map(|(id, _)| id.clone()).collect();
+        let before = state.clone();
+        for (id, request) in waiting {
+            if state.requests.contains(&id) {
+                continue;
+            }
+            match request {
+                Err(why) => {
+                    tracing::warn!(source = %self.source, request = %id, "ignoring an unreadable snapshot request: {why}");
+                }
+                Ok(request) => {
+                    for table in &request.tables {
+                        if state.tables.contains(table) {
+                            state.enqueue_with(table, SnapshotKind::Incremental, request.reset);
+                        } else {
+                            tracing::warn!(source = %self.source, request = %id, table = %table, "requested table is not captured by this source; skipped");
+                        }
+                    }
+                    tracing::info!(source = %self.source, request = %id, tables = ?request.tables, reset = request.reset, "snapshot requested");
+                    state.requests.push(id);
+                }
+            }
+        }
+        self.clean_up(state, &ids).await?;
+        Ok(*state != before)
     }
 
     /// Deletes the files of requests a durable checkpoint records, and

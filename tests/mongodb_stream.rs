@@ -8,7 +8,8 @@
 //! events describe, `_doc` holds each document exactly. A restart resumes
 //! with `startAfter` the last durable token and changes nothing; a token
 //! the oplog no longer has stops the daemon with the reset command, and the
-//! reset copies again.
+//! reset copies again; `tributary snapshot --reset` re-reads the collection
+//! while streaming.
 
 #[path = "../connectors/mongodb/tests/wire/framing.rs"]
 mod framing;
@@ -382,5 +383,43 @@ async fn copy_then_stream_resume_and_history_lost() {
     assert!(ok, "{out}{err}");
     daemon.restart();
     wait_lake(&setup.lake, &mut daemon, &expected).await;
+
+    // An on-demand snapshot (emptying the lake table first) while streaming:
+    // chunks read at a cluster time, placed once the stream passed it.
+    let (ok, out, err) = run_cli(
+        &[
+            "snapshot", "--config", config, "--source", "shop", "--table", NS, "--reset",
+        ],
+        &[],
+    );
+    assert!(ok && out.contains("requested"), "{out}{err}");
+    let started = Instant::now();
+    while !daemon
+        .log_text(400)
+        .contains("incremental snapshot of collection finished")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the requested snapshot did not finish:\n{}",
+            daemon.log_text(40)
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(
+        daemon
+            .log_text(400)
+            .contains(&format!("rows={}", state.len())),
+        "every document copied: {}",
+        daemon.log_text(20)
+    );
+    wait_lake(&setup.lake, &mut daemon, &expected).await;
+    let started = Instant::now();
+    while std::fs::read_dir(setup.lake.join("shop/_requests")).is_ok_and(|d| d.count() > 0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the request file stays"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     daemon.stop_gracefully(Duration::from_secs(30));
 }

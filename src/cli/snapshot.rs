@@ -25,10 +25,23 @@ pub async fn request(
         SourceConfig::Postgres(pg) => pg,
         SourceConfig::Mysql(my) => return request_mysql(config, source, my, tables, reset).await,
         SourceConfig::Mongo(mongo) => {
-            return Err(format!(
-                "{} is a mongodb source: on-demand snapshots of collections are not built yet; to copy every collection again, stop the daemon and run `tributary checkpoint reset --config <file> --source {} --to current`",
-                mongo.name, mongo.name
-            ));
+            for table in tables {
+                let captured = match table.split_once('.') {
+                    Some((db, coll)) => {
+                        db == mongo.database
+                            && (mongo.collections.is_empty()
+                                || mongo.collections.iter().any(|c| c == coll))
+                    }
+                    None => false,
+                };
+                if !captured {
+                    return Err(format!(
+                        "source {name} does not capture {table}; name collections as {}.<collection>",
+                        mongo.database
+                    ));
+                }
+            }
+            return submit_request(config, source, name, tables, reset).await;
         }
     };
     if tables.is_empty() {
@@ -115,6 +128,20 @@ async fn request_mysql(
         if exists.is_none() {
             return Err(format!("table {table} does not exist on {}", my.describe()));
         }
+    }
+    submit_request(config, source, name, tables, reset).await
+}
+
+/// Writes a request file into the source's lake folder.
+async fn submit_request(
+    config: &Config,
+    source: &SourceConfig,
+    name: &str,
+    tables: &[String],
+    reset: bool,
+) -> Result<String, String> {
+    if tables.is_empty() {
+        return Err("name at least one table with --table".into());
     }
     let store = super::checkpoint::store_for(config, source)?;
     let request = SnapshotRequest {

@@ -101,7 +101,12 @@ pub fn avro_schema(
     if let Some(id) = table.source_id {
         record.insert("tributary.source_id".into(), json!(id));
     }
-    let text = Json::Object(record).to_string();
+    // Sorted keys, as without serde_json's `preserve_order` (which bson
+    // turns on for the whole build): the same shape keeps the same text,
+    // and so the same schema id, from one build to the next.
+    let mut json = Json::Object(record);
+    json.sort_all_objects();
+    let text = json.to_string();
     apache_avro::Schema::parse_str(&text).map_err(|e| {
         RegistryError::InvalidSchema(format!(
             "table {}: the derived Avro schema does not parse ({e}): {text}",

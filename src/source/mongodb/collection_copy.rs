@@ -82,6 +82,47 @@ impl CollectionCopy {
     }
 }
 
+/// One chunk of an incremental snapshot: up to `batch` documents after
+/// `cursor`, read in a snapshot at cluster time `at` (exactly the
+/// collection as of `at`; see `super` for where the chunk is placed).
+pub async fn read_chunk_at(
+    client: &Client,
+    database: &str,
+    collection: &str,
+    cursor: Option<&ChunkCursor>,
+    batch: u32,
+    at: tributary_mongodb::bson::Timestamp,
+) -> Result<CopyBatch, SourceError> {
+    let range = match cursor {
+        None => IdRange::all(),
+        Some(cursor) => IdRange::all().after(cursor_id(cursor).ok_or_else(|| {
+            SourceError::definite(format!(
+                "snapshot cursor {cursor:?} of {database}.{collection} cannot be read; request the snapshot again"
+            ))
+        })?),
+    };
+    let handle = client.database(database).collection::<Document>(collection);
+    let mut scan = scan_range(&handle, &range, batch, ScanConsistency::SnapshotAt(at))
+        .await
+        .map_err(source_error)?;
+    let mut documents = Vec::new();
+    while documents.len() < batch as usize {
+        match scan.next_document().await.map_err(source_error)? {
+            Some(document) => documents.push(document),
+            None => {
+                return Ok(CopyBatch {
+                    documents,
+                    next: None,
+                });
+            }
+        }
+    }
+    let next = scan.last_id().map(|id| ChunkCursor::KeyAfter {
+        values: vec![tributary_mongodb::extended_json_value(id)],
+    });
+    Ok(CopyBatch { documents, next })
+}
+
 /// The `_id` a cursor holds (canonical Extended JSON).
 fn cursor_id(cursor: &ChunkCursor) -> Option<Bson> {
     let ChunkCursor::KeyAfter { values } = cursor else {

@@ -32,6 +32,7 @@ pub mod document_row;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tributary_mongodb::bson::{Bson, Document, Timestamp};
 use tributary_mongodb::mongodb::Client;
@@ -47,7 +48,8 @@ use crate::envelope::{Envelope, Op, Row, SourceInfo};
 use crate::position::{Position, ResumePoint};
 use crate::registry::SchemaRegistry;
 use crate::schema::{TableSchema, subject_name};
-use crate::snapshot::{SnapshotKind, SnapshotState};
+use crate::snapshot::{ChunkCursor, SnapshotKind, SnapshotState};
+use crate::snapshot_request::{REQUEST_POLL_INTERVAL, SnapshotRequests};
 use crate::source::{Source, SourceError, SourceEvent};
 use collection_copy::{CollectionCopy, source_error};
 use document_row::{ColumnIds, document_row, key_row, shape_of, table_schema};
@@ -175,6 +177,27 @@ pub struct MongoSource {
     open_txn: Option<(TxnId, ResumePoint)>,
     /// Cluster time of the last event seen (for idle checkpoints).
     last_cluster_time: u64,
+    /// The resume point after the last event or empty batch.
+    last_resume: ResumePoint,
+    /// An incremental snapshot chunk read at a cluster time, waiting for
+    /// the stream to pass that time.
+    chunk: Option<HeldChunk>,
+    requests: SnapshotRequests,
+    next_request_poll: Instant,
+}
+
+/// A chunk of an incremental snapshot: the documents after a cursor exactly
+/// as of cluster time `at`. It is placed at `at`: after every event at or
+/// before `at` (the stream has passed them when the chunk is emitted) and
+/// before every later one, so later changes apply on top.
+#[derive(Debug)]
+struct HeldChunk {
+    table: String,
+    collection: String,
+    at: u64,
+    documents: Vec<Document>,
+    next: Option<ChunkCursor>,
+    truncate_first: bool,
 }
 
 impl MongoSource {
@@ -236,6 +259,13 @@ impl MongoSource {
             },
             open_txn: None,
             last_cluster_time: 0,
+            last_resume: ResumePoint::Mongo {
+                token: None,
+                cluster_time: 0,
+            },
+            chunk: None,
+            requests: SnapshotRequests::new(registry.store().clone(), &config.name),
+            next_request_poll: Instant::now(),
         };
         for name in &names {
             source.collection(name);
@@ -286,6 +316,10 @@ impl MongoSource {
                 }
             }
         };
+        source.last_resume = source.start.clone();
+        if let ResumePoint::Mongo { cluster_time, .. } = source.start {
+            source.last_cluster_time = cluster_time;
+        }
         if copying {
             tracing::info!(source = %config.name, start = %source.start, "initial copy; the change stream starts at the cluster time taken before it");
         } else {
@@ -460,34 +494,54 @@ impl MongoSource {
                     self.pending
                         .push_back(SourceEvent::Progress(self.state.clone()));
                 }
-                Phase::Streaming(stream) => match stream.try_next_event().await {
-                    Ok(Some(event)) => self.on_event(event)?,
-                    Ok(None) => {
-                        if let Some((_, resume)) = self.open_txn.take() {
-                            self.pending.push_back(SourceEvent::Commit { resume });
-                        } else if let Some(token) = stream.resume_token() {
-                            self.pending.push_back(SourceEvent::Idle {
-                                resume: ResumePoint::Mongo {
-                                    token: Some(extended_json(&token)),
-                                    cluster_time: self.last_cluster_time,
-                                },
-                            });
-                        } else {
-                            continue;
-                        }
+                Phase::Streaming(_) => {
+                    if self.open_txn.is_none() && self.snapshot_step().await? {
+                        continue;
                     }
-                    Err(MongoError::StreamClosed { .. }) => {
-                        // After an invalidate: continue after it.
-                        if let Some((_, resume)) = self.open_txn.take() {
-                            self.pending.push_back(SourceEvent::Commit { resume });
-                        }
-                        self.phase = Phase::Streaming(Box::new(
-                            open_stream(&self.client, &self.config, &self.start).await?,
-                        ));
-                    }
-                    Err(e) => return Err(source_error(e)),
-                },
+                    self.read_stream().await?;
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// One read of the change stream.
+    async fn read_stream(&mut self) -> Result<(), SourceError> {
+        let Phase::Streaming(stream) = &mut self.phase else {
+            return Ok(());
+        };
+        match stream.try_next_event().await {
+            Ok(Some(event)) => self.on_event(event)?,
+            Ok(None) => {
+                // An empty batch: the stream is caught up to a time after
+                // any held chunk was read.
+                if let Some((_, resume)) = self.open_txn.take() {
+                    self.last_resume = resume.clone();
+                    self.pending.push_back(SourceEvent::Commit { resume });
+                } else if let Some(token) = stream.resume_token() {
+                    self.last_resume = ResumePoint::Mongo {
+                        token: Some(extended_json(&token)),
+                        cluster_time: self.last_cluster_time,
+                    };
+                    self.pending.push_back(SourceEvent::Idle {
+                        resume: self.last_resume.clone(),
+                    });
+                }
+                if let Some(chunk) = self.chunk.take() {
+                    self.emit_chunk(chunk);
+                }
+            }
+            Err(MongoError::StreamClosed { .. }) => {
+                // After an invalidate: continue after it.
+                if let Some((_, resume)) = self.open_txn.take() {
+                    self.last_resume = resume.clone();
+                    self.pending.push_back(SourceEvent::Commit { resume });
+                }
+                self.phase = Phase::Streaming(Box::new(
+                    open_stream(&self.client, &self.config, &self.last_resume).await?,
+                ));
+            }
+            Err(e) => return Err(source_error(e)),
         }
         Ok(())
     }
@@ -517,8 +571,13 @@ impl MongoSource {
                 self.pending.push_back(SourceEvent::Commit {
                     resume: previous.clone(),
                 });
+                self.last_resume = previous.clone();
                 self.open_txn = None;
             }
+        }
+        if self.open_txn.is_none() && self.chunk.as_ref().is_some_and(|c| cluster_time > c.at) {
+            let chunk = self.chunk.take().expect("checked");
+            self.emit_chunk(chunk);
         }
         let commit_ts = event
             .wall_time
@@ -612,10 +671,118 @@ impl MongoSource {
         }
         match event.txn {
             Some(txn) => self.open_txn = Some((txn, resume)),
-            None if changed => self.pending.push_back(SourceEvent::Commit { resume }),
-            None => self.pending.push_back(SourceEvent::Idle { resume }),
+            None => {
+                self.last_resume = resume.clone();
+                if changed {
+                    self.pending.push_back(SourceEvent::Commit { resume });
+                } else {
+                    self.pending.push_back(SourceEvent::Idle { resume });
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Between events: act on snapshot requests, read the next chunk of a
+    /// pending incremental snapshot. `true` when events were queued.
+    async fn snapshot_step(&mut self) -> Result<bool, SourceError> {
+        let now = Instant::now();
+        if now >= self.next_request_poll {
+            self.next_request_poll = now + REQUEST_POLL_INTERVAL;
+            let changed =
+                self.requests
+                    .poll(&mut self.state)
+                    .await
+                    .map_err(|e| SourceError::Transient {
+                        message: format!("reading snapshot requests: {e}"),
+                    })?;
+            if changed {
+                self.pending
+                    .push_back(SourceEvent::Progress(self.state.clone()));
+                return Ok(true);
+            }
+        }
+        if self.chunk.is_some() {
+            return Ok(false);
+        }
+        let Some(entry) = self
+            .state
+            .pending
+            .iter()
+            .find(|p| p.kind == SnapshotKind::Incremental)
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        let collection = entry
+            .table
+            .split_once('.')
+            .map(|(_, c)| c.to_string())
+            .unwrap_or_default();
+        if entry.cursor.is_none() && entry.rows == 0 {
+            tracing::info!(source = %self.name, table = %entry.table, reset = entry.reset, "incremental snapshot of collection started");
+        }
+        let at = tributary_mongodb::cluster_time(&self.client)
+            .await
+            .map_err(source_error)?;
+        let batch = collection_copy::read_chunk_at(
+            &self.client,
+            &self.config.database,
+            &collection,
+            entry.cursor.as_ref(),
+            self.config.snapshot_batch,
+            at,
+        )
+        .await?;
+        self.chunk = Some(HeldChunk {
+            table: entry.table.clone(),
+            collection,
+            at: pack(at),
+            documents: batch.documents,
+            next: batch.next,
+            truncate_first: entry.reset && entry.cursor.is_none(),
+        });
+        Ok(false)
+    }
+
+    /// Queues a chunk's rows at its cluster time, a commit and the
+    /// collection's progress (durable together).
+    fn emit_chunk(&mut self, chunk: HeldChunk) {
+        let info = self.info(chrono::Utc::now().timestamp_micros(), None);
+        if chunk.truncate_first {
+            self.truncate(&chunk.collection, chunk.at, &info);
+        }
+        let rows = chunk.documents.len() as u64;
+        for document in &chunk.documents {
+            match self.row(&chunk.collection, document) {
+                Ok((table, row)) => {
+                    let position = self.next_position(chunk.at);
+                    self.pending.push_back(SourceEvent::Change(Envelope {
+                        op: Op::Read,
+                        table,
+                        after: Some(row),
+                        before: None,
+                        unchanged: Vec::new(),
+                        position,
+                        source: info.clone(),
+                    }));
+                }
+                Err(e) => {
+                    tracing::error!(source = %self.name, table = %chunk.table, "{e}");
+                }
+            }
+        }
+        self.pending.push_back(SourceEvent::Commit {
+            resume: self.last_resume.clone(),
+        });
+        let total = self
+            .state
+            .chunk_done(&chunk.table, rows, chunk.next.clone());
+        if chunk.next.is_none() {
+            tracing::info!(source = %self.name, table = %chunk.table, rows = total, "incremental snapshot of collection finished");
+        }
+        self.pending
+            .push_back(SourceEvent::Progress(self.state.clone()));
     }
 
     fn truncate(&mut self, collection: &str, cluster_time: u64, info: &SourceInfo) {

@@ -542,47 +542,18 @@ impl MysqlSource {
     /// Reads `tributary snapshot` requests from the lake; `true` when the
     /// snapshot state changed (a Progress event was queued).
     async fn poll_requests(&mut self) -> Result<bool, SourceError> {
-        let store_err = |e: crate::sink::SinkError| SourceError::Transient {
-            message: format!("reading snapshot requests: {e}"),
-        };
-        let waiting = self.requests.waiting().await.map_err(store_err)?;
-        let ids: Vec<String> = waiting.iter().map(|(id, _)| id.clone()).collect();
-        let before = self.state.clone();
-        for (id, request) in waiting {
-            if self.state.requests.contains(&id) {
-                continue;
-            }
-            match request {
-                Err(why) => {
-                    tracing::warn!(source = %self.name, request = %id, "ignoring an unreadable snapshot request: {why}");
-                }
-                Ok(request) => {
-                    for table in &request.tables {
-                        if self.state.tables.contains(table) {
-                            self.state.enqueue_with(
-                                table,
-                                SnapshotKind::Incremental,
-                                request.reset,
-                            );
-                        } else {
-                            tracing::warn!(source = %self.name, request = %id, table = %table, "requested table is not captured by this source; skipped");
-                        }
-                    }
-                    tracing::info!(source = %self.name, request = %id, tables = ?request.tables, reset = request.reset, "snapshot requested");
-                    self.state.requests.push(id);
-                }
-            }
-        }
-        self.requests
-            .clean_up(&mut self.state, &ids)
-            .await
-            .map_err(store_err)?;
-        if self.state != before {
+        let changed =
+            self.requests
+                .poll(&mut self.state)
+                .await
+                .map_err(|e| SourceError::Transient {
+                    message: format!("reading snapshot requests: {e}"),
+                })?;
+        if changed {
             self.pending
                 .push_back(SourceEvent::Progress(self.state.clone()));
-            return Ok(true);
         }
-        Ok(false)
+        Ok(changed)
     }
 
     /// The shape the rows of `table_map` were written with: the table's
