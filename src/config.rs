@@ -739,6 +739,9 @@ pub struct MongoSourceConfig {
     pub snapshot: SnapshotMode,
     #[serde(default = "default_mongo_snapshot_batch")]
     pub snapshot_batch: u32,
+    /// `_id` ranges of a collection read in parallel by the initial copy.
+    #[serde(default = "default_mongo_snapshot_parallelism")]
+    pub snapshot_parallelism: usize,
     /// `update_lookup` (default; any version) or `required` (exact pre- and
     /// post-images; MongoDB 6.0+ with changeStreamPreAndPostImages on).
     #[serde(default)]
@@ -760,6 +763,16 @@ pub enum MongoFullDocument {
     #[default]
     UpdateLookup,
     Required,
+}
+
+/// `_id` ranges read in parallel per collection by a MongoDB initial copy:
+/// four cursors overlap the server's and the network's latency without
+/// taking more than a few of a replica set member's read tickets (128 by
+/// default).
+pub const DEFAULT_MONGO_SNAPSHOT_PARALLELISM: usize = 4;
+
+fn default_mongo_snapshot_parallelism() -> usize {
+    DEFAULT_MONGO_SNAPSHOT_PARALLELISM
 }
 
 fn default_mongo_snapshot_batch() -> u32 {
@@ -836,6 +849,12 @@ fn validate_mongo(key: &str, mongo: &MongoSourceConfig) -> Result<(), ConfigErro
         return Err(ConfigError::invalid(
             format!("{key}.snapshot"),
             "\"initial_only\" is not supported for mongodb sources yet; use \"initial\" or \"never\"",
+        ));
+    }
+    if mongo.snapshot_parallelism == 0 || mongo.snapshot_parallelism > 64 {
+        return Err(ConfigError::invalid(
+            format!("{key}.snapshot_parallelism"),
+            "must be between 1 and 64",
         ));
     }
     if mongo.snapshot_batch == 0 {

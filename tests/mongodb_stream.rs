@@ -260,6 +260,18 @@ async fn copy_then_stream_resume_and_history_lost() {
 
     let mut daemon = DaemonProcess::start_with(setup.config.clone(), &setup.root);
     wait_lake(&setup.lake, &mut daemon, &expected).await;
+    // The copy read the collection as several `_id` ranges at once.
+    let range_scans = server
+        .commands("find")
+        .iter()
+        .filter(|f| {
+            f.get("projection").is_none() && (f.get("min").is_some() || f.get("max").is_some())
+        })
+        .count();
+    assert!(
+        range_scans >= 3,
+        "the copy scans _id ranges in parallel ({range_scans} range scans)"
+    );
 
     // Typed columns next to `_doc`: the DuckDB merge agrees with ours.
     let store = LakeStore::local(&setup.lake).unwrap();

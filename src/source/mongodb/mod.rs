@@ -443,6 +443,7 @@ impl MongoSource {
                             &collection,
                             next.cursor.as_ref(),
                             self.config.snapshot_batch,
+                            self.config.snapshot_parallelism,
                         )
                         .await?;
                         if next.cursor.is_none() {

@@ -93,13 +93,15 @@ struct State {
     position: usize,
     cursor_ns: String,
     get_mores: usize,
-    /// What the open `find` cursor has left.
-    found: VecDeque<Document>,
+    /// What each open `find` cursor has left, and its namespace (several
+    /// may be open at once: parallel range scans).
+    found: std::collections::HashMap<i64, (String, VecDeque<Document>)>,
+    next_find_cursor: i64,
 }
 
 /// Cursor ids: the change stream's and the `find`'s.
 const CHANGE_STREAM_CURSOR: i64 = 42;
-const FIND_CURSOR: i64 = 43;
+const FIRST_FIND_CURSOR: i64 = 43;
 
 /// A running scripted server.
 #[derive(Debug, Clone)]
@@ -126,7 +128,8 @@ impl ScriptedServer {
             position: 0,
             cursor_ns: String::new(),
             get_mores: 0,
-            found: VecDeque::new(),
+            found: std::collections::HashMap::new(),
+            next_find_cursor: FIRST_FIND_CURSOR,
         }));
         let server = ScriptedServer { port, state };
         let serving = server.clone();
@@ -212,9 +215,14 @@ impl ScriptedServer {
             "aggregate" => state.open_change_stream(&command),
             "count" => doc! { "n": state.script.documents.len() as i32, "ok": 1.0 },
             "find" => state.find(&command),
-            "getMore" if command.get_i64("getMore") == Ok(FIND_CURSOR) => {
+            "getMore"
+                if command
+                    .get_i64("getMore")
+                    .is_ok_and(|id| state.found.contains_key(&id)) =>
+            {
                 let size = command.get_i32("batchSize").unwrap_or(101) as usize;
-                state.found_batch(size, "nextBatch", false)
+                let id = command.get_i64("getMore").unwrap();
+                state.found_batch(id, size, "nextBatch", false)
             }
             "getMore" => {
                 state.get_mores += 1;
@@ -327,7 +335,7 @@ impl State {
         let limit = command
             .get_i64("limit")
             .map_or(usize::MAX, |l| l.unsigned_abs() as usize);
-        self.found = self
+        let found: VecDeque<Document> = self
             .script
             .documents
             .iter()
@@ -349,24 +357,30 @@ impl State {
             .collect();
         let size = command.get_i32("batchSize").unwrap_or(101) as usize;
         let single = command.get_bool("singleBatch").unwrap_or(false);
-        self.cursor_ns = format!(
+        let ns = format!(
             "{}.{}",
             command.get_str("$db").unwrap_or("test"),
             command.get_str("find").unwrap_or("c")
         );
-        self.found_batch(size, "firstBatch", single)
+        let id = self.next_find_cursor;
+        self.next_find_cursor += 1;
+        self.found.insert(id, (ns, found));
+        self.found_batch(id, size, "firstBatch", single)
     }
 
-    fn found_batch(&mut self, size: usize, field: &str, single: bool) -> Document {
-        let take = size.min(self.found.len());
-        let batch: Vec<Bson> = self.found.drain(..take).map(Bson::Document).collect();
-        let id = if single || self.found.is_empty() {
+    fn found_batch(&mut self, cursor: i64, size: usize, field: &str, single: bool) -> Document {
+        let (ns, found) = self.found.get_mut(&cursor).expect("an open find cursor");
+        let take = size.min(found.len());
+        let batch: Vec<Bson> = found.drain(..take).map(Bson::Document).collect();
+        let ns = ns.clone();
+        let id = if single || found.is_empty() {
+            self.found.remove(&cursor);
             0
         } else {
-            FIND_CURSOR
+            cursor
         };
         doc! {
-            "cursor": { field: batch, "id": id, "ns": self.cursor_ns.clone() },
+            "cursor": { field: batch, "id": id, "ns": ns },
             "ok": 1.0,
         }
     }
