@@ -1245,6 +1245,47 @@ tables = ["public.orders"]
     }
 
     #[test]
+    fn mongodb_sources_parse_and_validate() {
+        let text = GOOD.replace(
+            "[[source]]",
+            "[[source]]\nname = \"cat\"\nkind = \"mongodb\"\nsink = \"lake\"\nuri = \"mongodb://m1,m2/?replicaSet=rs0\"\nuser = \"t\"\npassword = \"${MONGO_PW}\"\ndatabase = \"catalog\"\n\n[[source]]",
+        );
+        let config = Config::from_toml_str(&text).unwrap();
+        config.validate().unwrap();
+        let SourceConfig::Mongo(mongo) = &config.source[0] else {
+            panic!("a mongodb source")
+        };
+        assert_eq!(
+            (mongo.snapshot_batch, mongo.snapshot_parallelism),
+            (
+                DEFAULT_MONGO_SNAPSHOT_BATCH,
+                DEFAULT_MONGO_SNAPSHOT_PARALLELISM
+            )
+        );
+        assert_eq!(mongo.on_incompatible_schema, OnIncompatible::NewVersion);
+        assert_eq!(mongo.describe(), "m1,m2/catalog");
+        let e = err(&text.replace("mongodb://m1", "mongodb://t:secret@m1"));
+        assert!(
+            e.contains("source[0].uri") && e.contains("must not contain a password"),
+            "{e}"
+        );
+        let e = err(&text.replace("mongodb://m1", "http://m1"));
+        assert!(e.contains("source[0].uri"), "{e}");
+        let e = err(&text.replace("database = \"catalog\"", "database = \"a.b\""));
+        assert!(e.contains("source[0].database"), "{e}");
+        let e = err(&text.replace(
+            "database = \"catalog\"",
+            "database = \"catalog\"\nsnapshot_parallelism = 0",
+        ));
+        assert!(e.contains("source[0].snapshot_parallelism"), "{e}");
+        let e = err(&text.replace(
+            "database = \"catalog\"",
+            "database = \"catalog\"\nserver_id = 3",
+        ));
+        assert!(e.contains("server_id"), "{e}");
+    }
+
+    #[test]
     fn schema_policy_keys() {
         let text = format!(
             "{GOOD}schema_compatibility = \"full_transitive\"\non_incompatible_schema = \"new_version\"\ntable_compatibility = {{ \"orders\" = \"none\" }}\n"
