@@ -435,3 +435,62 @@ async fn copy_then_stream_resume_and_history_lost() {
     }
     daemon.stop_gracefully(Duration::from_secs(30));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_copy_continues_each_range() {
+    let documents: Vec<Document> = (1..=3000).map(|id| order(id, Bson::Int32(id))).collect();
+    let expected = expected_docs(
+        &documents
+            .iter()
+            .map(|d| (d.get_i32("_id").unwrap(), d.clone()))
+            .collect(),
+    );
+    let server = ScriptedServer::start(Script {
+        collections: vec![doc! { "name": "orders", "type": "collection", "options": {} }],
+        documents,
+        ..Script::default()
+    })
+    .await;
+    let setup = setup(&server);
+    let toml = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("snapshot_batch = 7", "snapshot_batch = 3");
+    std::fs::write(&setup.config, toml).unwrap();
+    let mut daemon = DaemonProcess::start_with(setup.config.clone(), &setup.root);
+    // Kill as soon as a batch is durable with the ranges' bounds.
+    let started = Instant::now();
+    loop {
+        let text =
+            std::fs::read_to_string(setup.lake.join("shop/_checkpoint.json")).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let cursor = json["snapshot"]["pending"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|t| !t["cursor"].is_null()));
+        if cursor {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no batch of the copy became durable:\n{}",
+            daemon.log_text(40)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    daemon.kill9();
+    let scans_before = server.commands("find").len();
+    daemon.restart();
+    wait_lake(&setup.lake, &mut daemon, &expected).await;
+    assert!(
+        server.commands("find").len() > scans_before,
+        "the copy was interrupted and continued after the restart"
+    );
+    // Only the very first scan started at the collection's beginning: after
+    // the restart every range continued after its last durable `_id`.
+    let from_start = server
+        .commands("find")
+        .iter()
+        .filter(|f| f.get("projection").is_none() && f.get("min").is_none())
+        .count();
+    assert_eq!(from_start, 1, "the restarted copy continued each range");
+    daemon.stop_gracefully(Duration::from_secs(30));
+}
