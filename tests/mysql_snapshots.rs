@@ -5,7 +5,8 @@
 //! binlog position stops the daemon with the fix, and `checkpoint reset
 //! --to current` recovers; a table swapped in by RENAME (gh-ost style) or
 //! dropped and created again replaces its lake rows; a statement the DDL
-//! parser cannot read stops the source until `on_unparsed_ddl = "reload"`.
+//! parser cannot read stops the source until `on_unparsed_ddl = "reload"`;
+//! MINIMAL row images stop it with the fix.
 //! After each: the merged lake (ours and DuckDB's) equals the source.
 
 use std::path::Path;
@@ -458,5 +459,18 @@ async fn table_swaps_recreations_and_unparsed_ddl() {
     daemon.restart();
     wait_marker(&mut conn, &setup.lake, 3, &mut daemon).await;
     assert_truth(&mut conn, &setup.lake).await;
-    daemon.stop_gracefully(Duration::from_secs(30));
+
+    // Partial row images: the unlogged values are unknowable, so the source
+    // stops with the fix rather than write guesses.
+    conn.query_drop("SET SESSION binlog_row_image = 'MINIMAL'; UPDATE shop.pairs SET v = v + 1")
+        .await
+        .unwrap();
+    let status = daemon.wait(Duration::from_secs(60));
+    let log = daemon.log_text(30);
+    assert!(
+        !status.success()
+            && log.contains("binlog_row_image is MINIMAL")
+            && log.contains("SET GLOBAL binlog_row_image = 'FULL'"),
+        "{log}"
+    );
 }

@@ -398,6 +398,12 @@ impl MysqlSource {
                 };
                 let captured = self.shape_of_rows(&key, current, &table, &at)?;
                 for (before, after) in rows {
+                    let logged = usize::try_from(table.columns_count()).unwrap_or(0);
+                    for image in [&before, &after].into_iter().flatten() {
+                        if image.len() < logged {
+                            return Err(partial_image(&key, &at));
+                        }
+                    }
                     let before = self.row(&captured, before, &at)?;
                     let after = self.row(&captured, after, &at)?;
                     match kind {
@@ -625,7 +631,7 @@ impl MysqlSource {
         let schema = &table.schema;
         if values.len() != schema.columns.len() {
             return Err(SourceError::definite(format!(
-                "binlog rows of {} at {at} have {} columns but the table now has {}: the table changed shape after these rows were written and before this start; the source cannot decode them by the current schema. Re-copy the table: `tributary checkpoint` to a position after the change is not possible, so remove the source's checkpoint and lake folder and start again",
+                "binlog rows of {} at {at} have {} columns but the table now has {}: the table changed shape after these rows were written and before this start, without column names in the binlog to tell which version they belong to (binlog_row_metadata = FULL). Copy the table again: with the daemon stopped, `tributary checkpoint reset --config <file> --source <name> --to current`",
                 schema.qualified_name(),
                 values.len(),
                 schema.columns.len()
@@ -936,6 +942,15 @@ async fn with_gtid(
         })?;
     resume.mariadb_gtid = gtid.flatten().filter(|g| !g.is_empty());
     Ok(resume)
+}
+
+/// A rows event whose images lack columns (`binlog_row_image` MINIMAL or
+/// NOBLOB): the missing values are unknown, so the source stops.
+fn partial_image(key: &(String, String), at: &BinlogFile) -> SourceError {
+    SourceError::definite(format!(
+        "binlog rows of {}.{} at {at} carry only some columns (binlog_row_image is MINIMAL or NOBLOB), so the unlogged values cannot be known; run SET GLOBAL binlog_row_image = 'FULL' (and set it in the server's configuration), then, with the daemon stopped, `tributary checkpoint reset --config <file> --source <name> --to current` to copy the tables again",
+        key.0, key.1
+    ))
 }
 
 /// Column names a table map carries (with `binlog_row_metadata = FULL`).
