@@ -2,12 +2,12 @@
 //! Parquet deltas plus bronze merge manifests.
 //!
 //! ```text
-//!  ┌────────────┐  PgEvent   ┌──────────────┐ Envelope ┌──────────┐ files+manifest ┌────────────┐
-//!  │ connector  │──────────▶│ source adapter│────────▶│ LakeSink │──────────────▶│ lake store │
-//!  │ (pgoutput) │            │ (typed rows)  │          │ (Parquet)│                └────────────┘
-//!  └────────────┘            └──────────────┘          └──────────┘                      │ durable
-//!        ▲                                                                                 ▼
-//!        └──────────── ack(flush LSN) ◀──────── CheckpointStore ◀──────────────── manifest written
+//!  ┌──────────────────┐ events ┌──────────────┐ Envelope ┌──────────┐ files+manifest ┌────────────┐
+//!  │ connector        │──────▶│ source adapter│────────▶│ LakeSink │──────────────▶│ lake store │
+//!  │ pgoutput, binlog,│        │ (typed rows)  │          │ (Parquet)│                └────────────┘
+//!  │ change streams   │        └──────────────┘          └──────────┘                      │ durable
+//!  └──────────────────┘                                                                      ▼
+//!        ▲────── ack(resume point) ◀──────── CheckpointStore ◀──────────────────── manifest written
 //! ```
 //!
 //! One ordered task per source ([`pipeline`]): next change → envelope → sink
