@@ -20,7 +20,8 @@
 //! `update_lookup`; an update whose document is already gone is skipped, the
 //! later delete says so), delete → `d` (key, or the pre-image), drop →
 //! `t`, dropDatabase → `t` of every collection, rename → `t` of the old
-//! name, invalidate → the stream is reopened after it. Events of one
+//! name (and a reset snapshot of a captured new name), invalidate → the
+//! stream is reopened after it. Events of one
 //! multi-document transaction (same `lsid` + `txnNumber`) share the
 //! envelope's transaction id and are committed together. Positions are the
 //! event's cluster time plus an ordinal among events with that cluster
@@ -655,9 +656,18 @@ impl MongoSource {
                 }
                 if let Some(to) = event.to.as_ref().and_then(|t| t.coll.clone()) {
                     if self.captures(&to) {
-                        tracing::warn!(source = %self.name, from = %coll, to = %to, "a collection was renamed onto a captured name; its documents arrive without events, so its lake table holds only later changes: copy it again with `tributary checkpoint reset --to current`");
-                        self.truncate(&to, cluster_time, &info);
-                        changed = true;
+                        // Its documents arrive without events: snapshot it
+                        // again, emptied first.
+                        let table = format!("{}.{to}", self.database);
+                        tracing::info!(source = %self.name, from = %coll, to = %to, "a collection was renamed onto a captured name; snapshotting it again");
+                        if !self.state.tables.contains(&table) {
+                            self.state.tables.push(table.clone());
+                            self.state.tables.sort();
+                        }
+                        self.state
+                            .enqueue_with(&table, SnapshotKind::Incremental, true);
+                        self.pending
+                            .push_back(SourceEvent::Progress(self.state.clone()));
                     }
                 }
             }
