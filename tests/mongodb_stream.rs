@@ -494,3 +494,42 @@ async fn killed_copy_continues_each_range() {
     assert_eq!(from_start, 1, "the restarted copy continued each range");
     daemon.stop_gracefully(Duration::from_secs(30));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collection_renamed_onto_a_captured_name_is_copied_again() {
+    // The server's `find` serves what `orders` holds after the rename (the
+    // former `staging`); before it, an insert the rename makes obsolete.
+    let staging: Vec<Document> = (1..=20).map(|id| order(id, Bson::Int32(-id))).collect();
+    let mut insert = event("insert", 1, 1, 100);
+    insert.insert("fullDocument", order(100, Bson::Int32(100)));
+    let rename = doc! {
+        "operationType": "rename",
+        "clusterTime": Timestamp { time: 1_700_000_102, increment: 1 },
+        "ns": { "db": "shop", "coll": "staging" },
+        "to": { "db": "shop", "coll": "orders" },
+    };
+    let server = ScriptedServer::start(Script {
+        events: vec![insert, rename],
+        collections: vec![doc! { "name": "orders", "type": "collection", "options": {} }],
+        documents: staging.clone(),
+        ..Script::default()
+    })
+    .await;
+    let setup = setup(&server);
+    let mut daemon = DaemonProcess::start_with(setup.config.clone(), &setup.root);
+    let expected = expected_docs(
+        &staging
+            .iter()
+            .map(|d| (d.get_i32("_id").unwrap(), d.clone()))
+            .collect(),
+    );
+    wait_lake(&setup.lake, &mut daemon, &expected).await;
+    assert!(
+        daemon
+            .log_text(200)
+            .contains("renamed onto a captured name"),
+        "{}",
+        daemon.log_text(30)
+    );
+    daemon.stop_gracefully(Duration::from_secs(30));
+}

@@ -760,14 +760,18 @@ impl MongoSource {
     /// collection's progress (durable together).
     fn emit_chunk(&mut self, chunk: HeldChunk) {
         let info = self.info(chrono::Utc::now().timestamp_micros(), None);
+        // Never before a change already placed (a server whose reported
+        // cluster time lags the events it has streamed): the chunk still
+        // sorts after every event the stream passed.
+        let at = chunk.at.max(self.placed.0);
         if chunk.truncate_first {
-            self.truncate(&chunk.collection, chunk.at, &info);
+            self.truncate(&chunk.collection, at, &info);
         }
         let rows = chunk.documents.len() as u64;
         for document in &chunk.documents {
             match self.row(&chunk.collection, document) {
                 Ok((table, row)) => {
-                    let position = self.next_position(chunk.at);
+                    let position = self.next_position(at);
                     self.pending.push_back(SourceEvent::Change(Envelope {
                         op: Op::Read,
                         table,
