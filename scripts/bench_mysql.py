@@ -14,10 +14,11 @@ benchmark's shape), then measures on the same binlog range:
              the range's end: binlog read, rows decoded to envelopes, Parquet
              written with fsync, manifests and checkpoints.
 
-Prints rows/s of both and the ratio (target >= 0.9). Medians over --runs.
-With --perf FILE the last tributary run is recorded by `perf record --call-graph dwarf`
-(its time then includes perf's overhead; the profile is for reading with
-`perf report -i FILE`, not for the table).
+Prints rows/s of both and the ratio (target >= 0.9), and the daemon's CPU
+time per run (user + system, start to clean stop). Medians over --runs.
+With --perf FILE the last tributary run is recorded by `perf record` (call
+graphs by default, see --perf-args); its time then includes perf's overhead:
+the profile is for `perf report -i FILE`, not for the table.
 """
 
 import argparse
@@ -145,7 +146,9 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--txn-rows", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--perf", metavar="FILE", help="record the last tributary run with perf (dwarf call graphs)")
+    ap.add_argument("--perf", metavar="FILE", help="record the last tributary run with perf record")
+    ap.add_argument("--perf-args", default="--call-graph dwarf,16384 -F 499",
+                    help="perf record options (default: %(default)s)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="tributary-bench-mysql.")
     os.chmod(work, 0o755)
@@ -180,7 +183,7 @@ def main():
         end = db.position()
         log(f"loaded in {time.monotonic() - t0:.1f}s; binlog {first_file}:{first_pos} → {end[0]}:{end[1]}")
 
-        ceilings, verbose, ours = [], [], []
+        ceilings, verbose, ours, cpu = [], [], [], []
         for i in range(args.runs):
             t0 = time.monotonic()
             subprocess.run(["mariadb-binlog", "--read-from-remote-server", "-h127.0.0.1", f"-P{db.port}", "-uroot",
@@ -196,14 +199,19 @@ def main():
             with open(os.path.join(root, "daemon.log"), "a") as logf:
                 cmd = [args.tributary, "run", "--config", cfg]
                 if args.perf and i == args.runs - 1:
-                    cmd = ["perf", "record", "--call-graph", "dwarf,16384", "-F", "499", "-o", os.path.abspath(args.perf), "--"] + cmd
+                    cmd = ["perf", "record", *args.perf_args.split(), "-o", os.path.abspath(args.perf), "--"] + cmd
                 t0 = time.monotonic()
                 proc = subprocess.Popen(cmd, stdout=logf, stderr=logf)
                 done = wait_checkpoint(proc, root, end, 600)
                 ours.append(done - t0)
                 proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=60)
-            log(f"run {i + 1}: mariadb-binlog {ceilings[-1]:.2f}s (--verbose {verbose[-1]:.2f}s), tributary {ours[-1]:.2f}s")
+                # CPU time of the whole run (start, drain, clean stop): less
+                # sensitive than wall time to other work on the machine.
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                cpu.append(usage.ru_utime + usage.ru_stime)
+            log(f"run {i + 1}: mariadb-binlog {ceilings[-1]:.2f}s (--verbose {verbose[-1]:.2f}s), "
+                f"tributary {ours[-1]:.2f}s ({cpu[-1]:.2f}s CPU)")
         c, v, t = statistics.median(ceilings), statistics.median(verbose), statistics.median(ours)
         print(json.dumps({
             "rows": args.rows, "txn_rows": args.txn_rows, "runs": args.runs,
@@ -211,6 +219,7 @@ def main():
             "ceiling_rows_per_s": round(args.rows / c), "tributary_rows_per_s": round(args.rows / t),
             "ratio": round(c / t, 2),
             "verbose_s": round(v, 2), "ratio_vs_verbose": round(v / t, 2),
+            "tributary_cpu_s": round(statistics.median(cpu), 2),
         }))
     finally:
         db.stop()

@@ -31,6 +31,7 @@ mod decode;
 mod event;
 mod grouping;
 mod rotate;
+mod row_image;
 mod session;
 
 use std::collections::HashMap;
@@ -95,15 +96,16 @@ type ImagePresence = (Option<Vec<bool>>, Option<Vec<bool>>);
 #[derive(Debug)]
 struct Queued {
     event: MysqlEvent,
-    /// Per rows change: which columns the before/after images carry.
-    presence: Vec<ImagePresence>,
+    /// Which columns the before/after images of a rows event carry (the
+    /// same for all its rows; `None`: every column).
+    presence: ImagePresence,
 }
 
 impl From<MysqlEvent> for Queued {
     fn from(event: MysqlEvent) -> Queued {
         Queued {
             event,
-            presence: Vec::new(),
+            presence: (None, None),
         }
     }
 }
@@ -117,7 +119,9 @@ pub struct MysqlReplication {
     pos: u64,
     mariadb_gtid: MariaGtidPos,
     mysql_gtid: Option<MysqlGtidSet>,
-    tables: HashMap<u64, TableMapEvent<'static>>,
+    /// Table maps by id, with how their rows are read (`None`: by
+    /// `mysql_common`).
+    tables: HashMap<u64, (TableMapEvent<'static>, Option<row_image::RowsPlan>)>,
     grouping: grouping::Grouping,
     charsets: CharsetMap,
     columns: decode::ColumnsCache,
@@ -329,7 +333,16 @@ impl MysqlReplication {
             }
             Some(EventData::TableMapEvent(map)) => {
                 self.advance(next_pos);
-                self.tables.insert(map.table_id(), map.into_owned());
+                // Every transaction repeats its tables' maps: keep the plan
+                // while the map stays the same.
+                let same = self
+                    .tables
+                    .get(&map.table_id())
+                    .is_some_and(|(known, _)| *known == map);
+                if !same {
+                    let plan = row_image::RowsPlan::of(&map);
+                    self.tables.insert(map.table_id(), (map.into_owned(), plan));
+                }
             }
             Some(EventData::RowsEvent(rows_event)) => {
                 let at = BinlogFile {
@@ -342,7 +355,10 @@ impl MysqlReplication {
                 if !self.grouping.in_group() {
                     self.begin(timestamp);
                 }
-                let count = queued.presence.len();
+                let count = match &queued.event {
+                    MysqlEvent::Rows { rows, .. } => rows.len(),
+                    _ => 0,
+                };
                 self.grouping.emit(queued, count);
             }
             Some(EventData::XidEvent(xid)) => {
@@ -370,7 +386,7 @@ impl MysqlReplication {
     /// Decodes a rows event with the table map it names.
     fn rows(&self, rows_event: &RowsEventData<'_>, at: BinlogFile) -> std::io::Result<Queued> {
         let table_id = rows_event.table_id();
-        let table = self.tables.get(&table_id).cloned().ok_or_else(|| {
+        let (table, plan) = self.tables.get(&table_id).ok_or_else(|| {
             std::io::Error::other(format!(
                 "rows event for unknown table id {table_id}: the binlog is missing its table map"
             ))
@@ -391,25 +407,44 @@ impl MysqlReplication {
         let after_present: Option<Vec<bool>> = rows_event
             .columns_after_image()
             .map(|b| (0..count).map(|i| b.get(i).is_some_and(|x| *x)).collect());
-        let mut rows = Vec::new();
-        let mut presence = Vec::new();
-        for row in rows_event.rows(&table) {
-            let (before, after) = row?;
-            presence.push((
-                before.as_ref().and(before_present.clone()),
-                after.as_ref().and(after_present.clone()),
-            ));
-            rows.push((before.map(BinlogRow::unwrap), after.map(BinlogRow::unwrap)));
-        }
+        let rows = match plan.as_ref().and_then(|plan| plan.read(rows_event)) {
+            Some(rows) => {
+                // Debug builds (every test) check the fast reader against
+                // mysql_common on every rows event.
+                #[cfg(debug_assertions)]
+                assert_eq!(
+                    rows,
+                    Self::rows_by_mysql_common(rows_event, table)?,
+                    "row_image disagrees with mysql_common on {}.{}",
+                    table.database_name(),
+                    table.table_name()
+                );
+                rows
+            }
+            None => Self::rows_by_mysql_common(rows_event, table)?,
+        };
         Ok(Queued {
             event: MysqlEvent::Rows {
                 kind,
-                table: Box::new(table),
+                table: Box::new(table.clone()),
                 rows,
                 at,
             },
-            presence,
+            presence: (before_present, after_present),
         })
+    }
+
+    /// The row images as `mysql_common` reads them (any column type).
+    fn rows_by_mysql_common(
+        rows_event: &RowsEventData<'_>,
+        table: &TableMapEvent<'static>,
+    ) -> std::io::Result<Vec<RowImages>> {
+        let mut rows = Vec::new();
+        for row in rows_event.rows(table) {
+            let (before, after) = row?;
+            rows.push((before.map(BinlogRow::unwrap), after.map(BinlogRow::unwrap)));
+        }
+        Ok(rows)
     }
 
     fn advance(&mut self, next_pos: u64) {

@@ -25,7 +25,7 @@ pub fn to_value(column: &ColumnSchema, decode: &Decode, value: My) -> Result<Val
             column.name, column.source_type
         )
     };
-    let ty = column.source_type.to_ascii_lowercase();
+    let ty = column.source_type.as_str();
     Ok(match (&column.data_type, decode, value) {
         (ColumnType::Text, Decode::Enum(labels), My::Int(i)) => {
             Value::Text(label(labels, i).ok_or_else(|| bad(&My::Int(i)))?)
@@ -38,7 +38,7 @@ pub fn to_value(column: &ColumnSchema, decode: &Decode, value: My) -> Result<Val
         }
         (ColumnType::Text, Decode::Set(labels), My::UInt(bits)) => Value::Text(set(labels, bits)),
         (ColumnType::Int16 | ColumnType::Int32 | ColumnType::Int64, _, v) => {
-            let n = integer(&ty, decode, &v).ok_or_else(|| bad(&v))?;
+            let n = integer(ty, decode, &v).ok_or_else(|| bad(&v))?;
             match column.data_type {
                 ColumnType::Int16 => Value::Int16(i16::try_from(n).map_err(|_| bad(&v))?),
                 ColumnType::Int32 => Value::Int32(i32::try_from(n).map_err(|_| bad(&v))?),
@@ -50,7 +50,7 @@ pub fn to_value(column: &ColumnSchema, decode: &Decode, value: My) -> Result<Val
                 My::Bytes(b) => std::str::from_utf8(b)
                     .ok()
                     .and_then(|t| parse_decimal(t, *scale)),
-                My::Int(_) | My::UInt(_) => integer(&ty, decode, &v)
+                My::Int(_) | My::UInt(_) => integer(ty, decode, &v)
                     .and_then(|n| n.checked_mul(10i128.pow(u32::try_from(*scale).ok()?))),
                 _ => None,
             };
@@ -87,13 +87,7 @@ pub fn to_value(column: &ColumnSchema, decode: &Decode, value: My) -> Result<Val
         (ColumnType::TimestampTz, _, My::Int(seconds)) => Value::Timestamp(seconds * 1_000_000),
         // The binlog's TIMESTAMP2: `seconds[.micros]` since the epoch.
         (ColumnType::TimestampTz, _, My::Bytes(b)) => {
-            let micros = std::str::from_utf8(&b).ok().and_then(|t| {
-                let (sec, frac) = t.split_once('.').unwrap_or((t, "0"));
-                let sec: i64 = sec.parse().ok()?;
-                let frac: i64 = format!("{frac:0<6}").get(..6)?.parse().ok()?;
-                Some(sec * 1_000_000 + frac)
-            });
-            Value::Timestamp(micros.ok_or_else(|| bad(&My::Bytes(b.clone())))?)
+            Value::Timestamp(epoch_micros(&b).ok_or_else(|| bad(&My::Bytes(b.clone())))?)
         }
         (ColumnType::Text, _, My::Time(neg, days, h, m, s, us)) => {
             let hours = days * 24 + u32::from(h);
@@ -123,6 +117,8 @@ pub fn from_binlog(decode: &Decode, value: My) -> My {
             bytes.resize(*width, 0);
             My::Bytes(bytes)
         }
+        // ASCII reads the same in latin1 and UTF-8: no copy.
+        (Decode::Latin1, My::Bytes(bytes)) if bytes.is_ascii() => My::Bytes(bytes),
         (Decode::Latin1, My::Bytes(bytes)) => My::Bytes(
             bytes
                 .iter()
@@ -186,18 +182,58 @@ fn set(labels: &[String], bits: u64) -> String {
         .join(",")
 }
 
+/// `seconds[.fraction]` since the epoch as microseconds. Plain digits (what
+/// the binlog gives) are read in place; anything else goes through the
+/// general parse.
+fn epoch_micros(bytes: &[u8]) -> Option<i64> {
+    let (sec, frac) = match bytes.iter().position(|&c| c == b'.') {
+        Some(dot) => (&bytes[..dot], &bytes[dot + 1..]),
+        None => (bytes, &[][..]),
+    };
+    let plain = |d: &[u8]| d.iter().all(u8::is_ascii_digit);
+    if (1..=12).contains(&sec.len()) && frac.len() <= 6 && plain(sec) && plain(frac) {
+        let number = |d: &[u8]| d.iter().fold(0i64, |n, &c| n * 10 + i64::from(c - b'0'));
+        let micros = number(frac) * 10i64.pow(6 - frac.len() as u32);
+        return Some(number(sec) * 1_000_000 + micros);
+    }
+    let t = std::str::from_utf8(bytes).ok()?;
+    let (sec, frac) = t.split_once('.').unwrap_or((t, "0"));
+    let sec: i64 = sec.parse().ok()?;
+    Some(sec * 1_000_000 + micros_of(frac)?)
+}
+
+/// The fraction of `seconds.fraction` as microseconds: its first six
+/// digits, right-padded with zeros (`5` → 500000).
+fn micros_of(frac: &str) -> Option<i64> {
+    if frac.len() >= 6 {
+        return frac.get(..6)?.parse().ok();
+    }
+    let mut digits = [b'0'; 6];
+    digits[..frac.len()].copy_from_slice(frac.as_bytes());
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+/// `source_type` starts with `prefix`, ignoring ASCII case (the catalog's
+/// types are lower case; no allocation per cell).
+fn type_is(source_type: &str, prefix: &str) -> bool {
+    source_type
+        .as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
 /// An integer value, unsigned columns reinterpreted from the signed bit
 /// pattern the binlog carries; BIT(n) from its big-endian bytes.
 fn integer(source_type: &str, decode: &Decode, value: &My) -> Option<i128> {
     match value {
         My::Int(i) if *decode == Decode::Unsigned => {
-            let width = if source_type.starts_with("tinyint") {
+            let width = if type_is(source_type, "tinyint") {
                 8
-            } else if source_type.starts_with("smallint") {
+            } else if type_is(source_type, "smallint") {
                 16
-            } else if source_type.starts_with("mediumint") {
+            } else if type_is(source_type, "mediumint") {
                 24
-            } else if source_type.starts_with("int") {
+            } else if type_is(source_type, "int") {
                 32
             } else {
                 64
@@ -211,12 +247,12 @@ fn integer(source_type: &str, decode: &Decode, value: &My) -> Option<i128> {
         }
         // The binlog carries MEDIUMINT as three bytes that mysql_common reads
         // without sign extension; a signed column never holds 2^23 or more.
-        My::Int(i) if source_type.starts_with("mediumint") && (1 << 23..1 << 24).contains(i) => {
+        My::Int(i) if type_is(source_type, "mediumint") && (1 << 23..1 << 24).contains(i) => {
             Some(i128::from(*i - (1 << 24)))
         }
         My::Int(i) => Some(i128::from(*i)),
         My::UInt(u) => Some(i128::from(*u)),
-        My::Bytes(b) if source_type.starts_with("bit") => {
+        My::Bytes(b) if type_is(source_type, "bit") => {
             Some(b.iter().fold(0i128, |acc, &x| (acc << 8) | i128::from(x)))
         }
         My::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
@@ -265,6 +301,11 @@ mod tests {
         assert_eq!(
             to_value(&tiny, &Decode::Unsigned, My::Int(-1)),
             Ok(Value::Int16(255))
+        );
+        let upper = col(ColumnType::Int32, "SMALLINT(5) UNSIGNED");
+        assert_eq!(
+            to_value(&upper, &Decode::Unsigned, My::Int(-1)),
+            Ok(Value::Int32(65_535))
         );
         let medium = col(ColumnType::Int32, "mediumint(9)");
         assert_eq!(
@@ -355,6 +396,40 @@ mod tests {
         assert_eq!(
             to_value(&tz, &Decode::Plain, My::Bytes(b"2.5".to_vec())),
             Ok(Value::Timestamp(2_500_000))
+        );
+        assert_eq!(
+            to_value(&tz, &Decode::Plain, My::Bytes(b"2.1234567".to_vec())),
+            Ok(Value::Timestamp(2_123_456))
+        );
+        assert_eq!(
+            to_value(&tz, &Decode::Plain, My::Bytes(b"3.".to_vec())),
+            Ok(Value::Timestamp(3_000_000))
+        );
+        assert_eq!(
+            to_value(&tz, &Decode::Plain, My::Bytes(b"4".to_vec())),
+            Ok(Value::Timestamp(4_000_000))
+        );
+        assert!(to_value(&tz, &Decode::Plain, My::Bytes(b"4.x".to_vec())).is_err());
+        assert!(to_value(&tz, &Decode::Plain, My::Bytes(b"".to_vec())).is_err());
+        assert_eq!(
+            to_value(&tz, &Decode::Plain, My::Bytes(b"-1.5".to_vec())),
+            Ok(Value::Timestamp(-500_000))
+        );
+        assert_eq!(
+            to_value(
+                &tz,
+                &Decode::Plain,
+                My::Bytes(b"1700000000.000042".to_vec())
+            ),
+            Ok(Value::Timestamp(1_700_000_000_000_042))
+        );
+        assert_eq!(
+            from_binlog(&Decode::Latin1, My::Bytes(b"plain".to_vec())),
+            My::Bytes(b"plain".to_vec())
+        );
+        assert_eq!(
+            from_binlog(&Decode::Latin1, My::Bytes(vec![b'a', 0x80, 0xe9])),
+            My::Bytes("a\u{20ac}\u{e9}".as_bytes().to_vec())
         );
         let latin = col(ColumnType::Text, "varchar(10)");
         assert_eq!(

@@ -65,12 +65,8 @@ pub(super) fn decode_event(
                 message: format!("decoding a row of {name} at {at}: {e}"),
             };
             let mut decoded = Vec::with_capacity(rows.len());
-            let presence = queued
-                .presence
-                .into_iter()
-                .chain(std::iter::repeat((None, None)));
-            for ((before, after), (before_present, after_present)) in rows.into_iter().zip(presence)
-            {
+            let (before_present, after_present) = &queued.presence;
+            for (before, after) in rows {
                 let before = before
                     .map(|values| decode_row(&columns, before_present.as_deref(), values, charsets))
                     .transpose()

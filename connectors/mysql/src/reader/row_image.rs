@@ -29,10 +29,18 @@ use super::event::RowImages;
 /// How one column's cells are laid out in a row image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cell {
-    Tiny { unsigned: bool },
-    Short { unsigned: bool },
-    Long { unsigned: bool },
-    LongLong { unsigned: bool },
+    Tiny {
+        unsigned: bool,
+    },
+    Short {
+        unsigned: bool,
+    },
+    Long {
+        unsigned: bool,
+    },
+    LongLong {
+        unsigned: bool,
+    },
     Float,
     Double,
     Timestamp,
@@ -42,17 +50,36 @@ enum Cell {
     DateTime,
     Year,
     NewDate,
-    Bit { bytes: usize },
-    Timestamp2 { dec: u8 },
-    DateTime2 { dec: u8 },
-    Time2 { dec: u8 },
-    Decimal { precision: usize, scale: usize },
-    Enum { bytes: u8 },
-    Set { bytes: usize },
+    Bit {
+        bytes: usize,
+    },
+    Timestamp2 {
+        dec: u8,
+    },
+    DateTime2 {
+        dec: u8,
+    },
+    Time2 {
+        dec: u8,
+    },
+    Decimal {
+        precision: usize,
+        scale: usize,
+    },
+    Enum {
+        bytes: u8,
+    },
+    Set {
+        bytes: usize,
+    },
     /// BLOB/TEXT, GEOMETRY, VECTOR: a 1-4 byte little-endian length.
-    Blob { length_bytes: u8 },
+    Blob {
+        length_bytes: u8,
+    },
     /// VARCHAR, CHAR: a 1 or 2 byte length.
-    Var { wide: bool },
+    Var {
+        wide: bool,
+    },
 }
 
 /// The cell layouts of a table map's columns.
@@ -75,10 +102,9 @@ impl RowsPlan {
         let mut primary_key = extractor.iter_primary_key();
         let mut names = extractor.iter_column_name();
         let mut cells = Vec::with_capacity(count);
-        let mut meta_offset = 0usize;
         for i in 0..count {
             let column_type = table.get_column_type(i).ok()??;
-            let meta = column_metadata(table, i, &mut meta_offset)?;
+            let meta = table.get_column_metadata(i).unwrap_or(&[]);
             let unsigned = column_type.is_numeric_type() && signedness.next().unwrap_or_default();
             if column_type.is_character_type() {
                 charsets.next().transpose().ok()?;
@@ -105,21 +131,22 @@ impl RowsPlan {
         if count != self.cells.len() {
             return None;
         }
-        let before: Option<Vec<bool>> = rows_event
+        // The cells each image carries (the same for every row).
+        let before = rows_event
             .columns_before_image()
-            .map(|b| (0..count).map(|i| b.get(i).is_some_and(|x| *x)).collect());
-        let after: Option<Vec<bool>> = rows_event
+            .map(|bits| self.present(|i| bits.get(i).is_some_and(|x| *x)));
+        let after = rows_event
             .columns_after_image()
-            .map(|b| (0..count).map(|i| b.get(i).is_some_and(|x| *x)).collect());
+            .map(|bits| self.present(|i| bits.get(i).is_some_and(|x| *x)));
         let mut data = rows_event.rows_data();
         let mut rows = Vec::new();
         while !data.is_empty() {
             let before = match &before {
-                Some(present) => Some(self.image(present, &mut data).ok()?),
+                Some(cells) => Some(image(cells, &mut data).ok()?),
                 None => None,
             };
             let after = match &after {
-                Some(present) => Some(self.image(present, &mut data).ok()?),
+                Some(cells) => Some(image(cells, &mut data).ok()?),
                 None => None,
             };
             rows.push((before, after));
@@ -127,41 +154,31 @@ impl RowsPlan {
         Some(rows)
     }
 
-    /// One row image: the null bitmap of the present columns, then their
-    /// non-null values.
-    fn image(&self, present: &[bool], data: &mut &[u8]) -> io::Result<Vec<BinlogValue<'static>>> {
-        let present_count = present.iter().filter(|p| **p).count();
-        let nulls = take(data, present_count.div_ceil(8))?;
-        let mut values = Vec::with_capacity(present_count);
-        let mut image_index = 0usize;
-        for (cell, _) in self.cells.iter().zip(present).filter(|(_, p)| **p) {
-            let null = nulls
-                .get(image_index / 8)
-                .is_none_or(|byte| byte & (1 << (image_index % 8)) != 0);
-            values.push(BinlogValue::Value(if null {
-                Value::NULL
-            } else {
-                value(*cell, data)?
-            }));
-            image_index += 1;
-        }
-        Ok(values)
+    /// The cells of the columns for which `present(index)` holds.
+    fn present(&self, present: impl Fn(usize) -> bool) -> Vec<Cell> {
+        self.cells
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| present(*i))
+            .map(|(_, cell)| *cell)
+            .collect()
     }
 }
 
-/// Column `i`'s type metadata; `offset` is where it starts (the sum of the
-/// earlier columns' lengths, advanced here).
-fn column_metadata<'a>(
-    table: &'a TableMapEvent<'_>,
-    i: usize,
-    offset: &mut usize,
-) -> Option<&'a [u8]> {
-    // `get_column_metadata` walks from column 0 each time; the plan is made
-    // once per table map, so the quadratic walk is fine for real tables but
-    // the cheap form is kept for wide ones.
-    let meta = table.get_column_metadata(i)?;
-    *offset += meta.len();
-    Some(meta)
+/// One row image of the columns `cells`: their null bitmap, then the
+/// non-null values.
+fn image(cells: &[Cell], data: &mut &[u8]) -> io::Result<Vec<BinlogValue<'static>>> {
+    let nulls = take(data, cells.len().div_ceil(8))?;
+    let mut values = Vec::with_capacity(cells.len());
+    for (i, cell) in cells.iter().enumerate() {
+        let null = nulls[i / 8] & (1 << (i % 8)) != 0;
+        values.push(BinlogValue::Value(if null {
+            Value::NULL
+        } else {
+            value(*cell, data)?
+        }));
+    }
+    Ok(values)
 }
 
 fn cell(column_type: ColumnType, meta: &[u8], unsigned: bool) -> Option<Cell> {
@@ -276,9 +293,7 @@ fn value(cell: Cell, data: &mut &[u8]) -> io::Result<Value> {
     Ok(match cell {
         Cell::Tiny { unsigned: false } => Value::Int(i64::from(array::<1>(data)?[0] as i8)),
         Cell::Tiny { unsigned: true } => Value::Int(i64::from(array::<1>(data)?[0])),
-        Cell::Short { unsigned: false } => {
-            Value::Int(i64::from(i16::from_le_bytes(array(data)?)))
-        }
+        Cell::Short { unsigned: false } => Value::Int(i64::from(i16::from_le_bytes(array(data)?))),
         Cell::Short { unsigned: true } => Value::Int(i64::from(u16::from_le_bytes(array(data)?))),
         Cell::Long { unsigned: false } => Value::Int(i64::from(i32::from_le_bytes(array(data)?))),
         Cell::Long { unsigned: true } => Value::Int(i64::from(u32::from_le_bytes(array(data)?))),
@@ -363,14 +378,38 @@ fn value(cell: Cell, data: &mut &[u8]) -> io::Result<Value> {
     })
 }
 
-/// `seconds` or `seconds.micros`, as `mysql_common` renders TIMESTAMP2.
+/// `seconds` or `seconds.micros`, as `mysql_common` renders TIMESTAMP2
+/// (`{sec}` / `{sec}.{usec:06}`), without the formatting machinery for
+/// the usual case.
 fn timestamp_text(sec: i32, usec: i32) -> Vec<u8> {
-    use std::io::Write;
-    let mut out = Vec::with_capacity(20);
-    if usec == 0 {
-        let _ = write!(out, "{sec}");
-    } else {
-        let _ = write!(out, "{sec}.{usec:06}");
+    if sec < 0 || !(0..1_000_000).contains(&usec) {
+        return if usec == 0 {
+            sec.to_string().into_bytes()
+        } else {
+            format!("{sec}.{usec:06}").into_bytes()
+        };
+    }
+    let mut digits = [0u8; 10];
+    let mut n = sec.unsigned_abs();
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(digits.len() - start + 7);
+    out.extend_from_slice(&digits[start..]);
+    if usec != 0 {
+        let mut frac = *b".000000";
+        let mut n = usec.unsigned_abs();
+        for slot in frac[1..].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend_from_slice(&frac);
     }
     out
 }
@@ -444,16 +483,7 @@ const DIG_PER_DEC: usize = 9;
 /// Bytes of a partial word of n digits.
 const DIG_TO_BYTES: [usize; DIG_PER_DEC + 1] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
 const POWERS_10: [i32; DIG_PER_DEC + 1] = [
-    1,
-    10,
-    100,
-    1000,
-    10000,
-    100000,
-    1000000,
-    10000000,
-    100000000,
-    1000000000,
+    1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000,
 ];
 
 /// A packed DECIMAL(precision, scale) as text, exactly as `mysql_common`'s
