@@ -55,6 +55,21 @@ use crate::source::{Source, SourceError, SourceEvent};
 use collection_copy::{CollectionCopy, source_error};
 use document_row::{ColumnIds, document_row, key_row, shape_of, table_schema};
 
+/// The `_xid` of a multi-document transaction's events: a transaction is
+/// its session (`lsid`) and the session's `txnNumber`, so the id is the
+/// first 63 bits of SHA-256 over both (`txnNumber` alone repeats across
+/// sessions).
+pub fn transaction_id(txn: &TxnId) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(extended_json(&txn.lsid).as_bytes());
+    hash.update(txn.txn_number.to_be_bytes());
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first) >> 1
+}
+
 /// `seconds << 32 | increment`.
 pub fn pack(time: Timestamp) -> u64 {
     (u64::from(time.time) << 32) | u64::from(time.increment)
@@ -381,7 +396,7 @@ impl MongoSource {
         SourceInfo {
             source: self.name.clone(),
             database: self.database.clone(),
-            xid: txn.map(|t| t.txn_number as u64),
+            xid: txn.map(transaction_id),
             change_lsn: None,
             commit_ts_micros,
         }
@@ -876,6 +891,21 @@ impl Source for MongoSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactions_are_told_apart_by_session_and_number() {
+        let txn = |session: u8, number: i64| TxnId {
+            lsid: tributary_mongodb::bson::doc! { "id": tributary_mongodb::bson::Binary {
+                subtype: tributary_mongodb::bson::spec::BinarySubtype::Uuid,
+                bytes: vec![session; 16],
+            } },
+            txn_number: number,
+        };
+        assert_eq!(transaction_id(&txn(1, 5)), transaction_id(&txn(1, 5)));
+        assert_ne!(transaction_id(&txn(1, 5)), transaction_id(&txn(2, 5)));
+        assert_ne!(transaction_id(&txn(1, 5)), transaction_id(&txn(1, 6)));
+        assert!(transaction_id(&txn(3, 1)) <= i64::MAX as u64);
+    }
 
     #[test]
     fn cluster_times_pack_in_order() {
