@@ -263,8 +263,10 @@ pub(crate) async fn random_transaction(conn: &mut Conn, rng: &mut StdRng, next_i
     conn.query_drop(sql).await.unwrap();
 }
 
-/// Waits until the lake holds marker row `id` (everything written before
-/// it is then durable too).
+/// Waits until the lake holds marker row `id` and no snapshot is pending
+/// (everything written before it is then durable too; a marker inserted
+/// before the initial copy's snapshot is one of the copy's rows, and the
+/// copy commits table by table).
 pub(crate) async fn wait_marker(conn: &mut Conn, lake: &Path, id: i64, daemon: &mut DaemonProcess) {
     conn.query_drop(format!("INSERT INTO shop.marker VALUES ({id})"))
         .await
@@ -276,7 +278,15 @@ pub(crate) async fn wait_marker(conn: &mut Conn, lake: &Path, id: i64, daemon: &
             let seen = merged
                 .table("shop.marker")
                 .is_some_and(|t| t.rows.iter().any(|r| r[0] == Value::Int32(id as i32)));
-            if seen {
+            let checkpoint: serde_json::Value =
+                std::fs::read_to_string(lake.join("shop/_checkpoint.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default();
+            let snapshots_done = checkpoint["snapshot"]["pending"]
+                .as_array()
+                .is_none_or(|p| p.is_empty());
+            if seen && snapshots_done {
                 return;
             }
         }
