@@ -27,6 +27,7 @@ use tributary::sink::LakeStore;
 
 use crate::bad_config::run_cli;
 use crate::harness::daemon::DaemonProcess;
+use crate::harness::lake::{read_checkpoint, snapshot_under_way};
 use crate::harness::truth::duckdb_merge;
 use script::{Script, ScriptedServer, token};
 
@@ -460,13 +461,7 @@ async fn killed_copy_continues_each_range() {
     // Kill as soon as a batch is durable with the ranges' bounds.
     let started = Instant::now();
     loop {
-        let text =
-            std::fs::read_to_string(setup.lake.join("shop/_checkpoint.json")).unwrap_or_default();
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let cursor = json["snapshot"]["pending"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|t| !t["cursor"].is_null()));
-        if cursor {
+        if read_checkpoint(&setup.lake, "shop").is_some_and(|c| snapshot_under_way(&c)) {
             break;
         }
         assert!(

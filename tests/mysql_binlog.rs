@@ -26,6 +26,7 @@ use tributary_mysql::mysql_async::prelude::Queryable;
 use tributary_mysql::mysql_async::{Conn, Row as MyRow};
 
 use crate::harness::daemon::{Daemon, DaemonProcess};
+use crate::harness::lake::{read_checkpoint, snapshots_done};
 use crate::harness::mariadb::Mariadb;
 use crate::harness::truth::{duckdb_merge, format_decimal};
 
@@ -278,15 +279,8 @@ pub(crate) async fn wait_marker(conn: &mut Conn, lake: &Path, id: i64, daemon: &
             let seen = merged
                 .table("shop.marker")
                 .is_some_and(|t| t.rows.iter().any(|r| r[0] == Value::Int32(id as i32)));
-            let checkpoint: serde_json::Value =
-                std::fs::read_to_string(lake.join("shop/_checkpoint.json"))
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
-                    .unwrap_or_default();
-            let snapshots_done = checkpoint["snapshot"]["pending"]
-                .as_array()
-                .is_none_or(|p| p.is_empty());
-            if seen && snapshots_done {
+            let copied = read_checkpoint(lake, "shop").is_none_or(|c| snapshots_done(&c));
+            if seen && copied {
                 return;
             }
         }

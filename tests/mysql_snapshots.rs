@@ -22,6 +22,7 @@ use tributary_mysql::mysql_async::prelude::Queryable;
 
 use crate::bad_config::run_cli;
 use crate::harness::daemon::DaemonProcess;
+use crate::harness::lake::{read_checkpoint, snapshot_under_way, snapshots_done};
 use crate::harness::mariadb::Mariadb;
 use crate::mysql_binlog::{
     SCHEMA, assert_truth, item_values, random_transaction, setup, wait_marker,
@@ -40,12 +41,6 @@ async fn fill(conn: &mut Conn, rng: &mut StdRng, next_id: &mut i64, batches: usi
             .await
             .unwrap();
     }
-}
-
-/// The source's checkpoint as JSON (`None` before the first one).
-fn checkpoint(lake: &Path) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(lake.join("shop/_checkpoint.json")).ok()?;
-    serde_json::from_str(&text).ok()
 }
 
 /// Ids of `shop.items` rows in the merged lake.
@@ -117,12 +112,7 @@ async fn interrupted_copy_continues_and_snapshots_repair_the_lake() {
     // Kill as soon as a chunk of the copy is durable with its cursor.
     let started = Instant::now();
     loop {
-        let cursor_recorded = checkpoint(&setup.lake).is_some_and(|c| {
-            c["snapshot"]["pending"]
-                .as_array()
-                .is_some_and(|p| p.iter().any(|t| !t["cursor"].is_null()))
-        });
-        if cursor_recorded {
+        if read_checkpoint(&setup.lake, "shop").is_some_and(|c| snapshot_under_way(&c)) {
             break;
         }
         assert!(
@@ -273,12 +263,7 @@ async fn interrupted_copy_continues_and_snapshots_repair_the_lake() {
 async fn wait_until_snapshots_done(lake: &Path, daemon: &mut DaemonProcess) {
     let started = Instant::now();
     loop {
-        let done = checkpoint(lake).is_some_and(|c| {
-            c["snapshot"]["pending"]
-                .as_array()
-                .is_none_or(|p| p.is_empty())
-        });
-        if done {
+        if read_checkpoint(lake, "shop").is_some_and(|c| snapshots_done(&c)) {
             return;
         }
         assert!(

@@ -6,8 +6,9 @@
 
 use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore};
 use crate::config::{Config, SinkConfig, SourceConfig};
-use crate::position::{ResumePoint, format_lsn, parse_lsn};
+use crate::position::{Position, ResumePoint, format_lsn, parse_lsn};
 use crate::sink::{LakeStore, ManifestWriter};
+use crate::snapshot::{SnapshotKind, SnapshotState};
 use crate::source::postgres::connect_catalog;
 
 pub(crate) fn store_for(config: &Config, source: &SourceConfig) -> Result<LakeStore, String> {
@@ -143,27 +144,14 @@ pub async fn reset(config: &Config, name: &str, to: &str) -> Result<String, Stri
             format_lsn(current)
         ));
     }
-    let store = store_for(config, source)?;
-    let manifests = ManifestWriter::new(store.clone(), name);
-    let latest = manifests.latest().await.map_err(|e| e.to_string())?;
-    let checkpoints = CheckpointStore::new(store.clone(), name);
-    let previous = checkpoints.load().await.map_err(|e| e.to_string())?;
-    let checkpoint = Checkpoint {
-        checkpoint_version: CHECKPOINT_VERSION,
-        source: name.to_string(),
-        manifest_seq: latest.map(|m| m.seq).unwrap_or(0),
+    save_reset(config, source, |previous| Reset {
         last_position: None,
         resume: Some(ResumePoint::Postgres { lsn: target }),
-        txn_complete: true,
         // Which tables are captured and snapshotted does not change with
         // the stream position.
-        snapshot: previous.and_then(|c| c.snapshot),
-        updated_at: chrono::Utc::now().to_rfc3339(),
-    };
-    checkpoints
-        .save(&checkpoint)
-        .await
-        .map_err(|e| e.to_string())?;
+        snapshot: previous.and_then(|c| c.snapshot.clone()),
+    })
+    .await?;
     Ok(format!(
         "{name}: checkpoint reset; the next run resumes at {} (slot confirmed {})",
         format_lsn(target),
@@ -233,46 +221,34 @@ async fn reset_mysql(
     let resume = crate::source::mysql::resume_at(&mut conn, report.flavor, file)
         .await
         .map_err(|e| e.to_string())?;
-    let store = store_for(config, source)?;
-    let manifests = ManifestWriter::new(store.clone(), name);
-    let latest = manifests.latest().await.map_err(|e| e.to_string())?;
-    let checkpoints = CheckpointStore::new(store.clone(), name);
-    let previous = checkpoints.load().await.map_err(|e| e.to_string())?;
-    let mut snapshot = previous
-        .as_ref()
-        .and_then(|c| c.snapshot.clone())
-        .unwrap_or_default();
     let captured: Vec<String> = my
         .table_list()
         .iter()
         .map(|(d, t)| format!("{d}.{t}"))
         .collect();
-    if current {
-        for table in &captured {
-            snapshot.enqueue_with(table, crate::snapshot::SnapshotKind::Incremental, true);
+    save_reset(config, source, |previous| {
+        let mut snapshot = previous
+            .and_then(|c| c.snapshot.clone())
+            .unwrap_or_default();
+        if current {
+            for table in &captured {
+                snapshot.enqueue_with(table, SnapshotKind::Incremental, true);
+            }
+            snapshot.tables = captured.clone();
         }
-        snapshot.tables = captured.clone();
-    }
-    let checkpoint = Checkpoint {
-        checkpoint_version: CHECKPOINT_VERSION,
-        source: name.to_string(),
-        manifest_seq: latest.map(|m| m.seq).unwrap_or(0),
-        // Moving forward keeps the last position (snapshot rows are placed
-        // after it); moving back lets the replayed changes through.
-        last_position: if current {
-            previous.as_ref().and_then(|c| c.last_position)
-        } else {
-            None
-        },
-        resume: Some(ResumePoint::Mysql(resume.clone())),
-        txn_complete: true,
-        snapshot: Some(snapshot),
-        updated_at: chrono::Utc::now().to_rfc3339(),
-    };
-    checkpoints
-        .save(&checkpoint)
-        .await
-        .map_err(|e| e.to_string())?;
+        Reset {
+            // Moving forward keeps the last position (snapshot rows are
+            // placed after it); moving back lets the replayed changes through.
+            last_position: if current {
+                previous.and_then(|c| c.last_position)
+            } else {
+                None
+            },
+            resume: Some(ResumePoint::Mysql(resume.clone())),
+            snapshot: Some(snapshot),
+        }
+    })
+    .await?;
     Ok(if current {
         format!(
             "{name}: checkpoint reset; the next run streams from {resume} and copies {} again (each emptied in the lake first, chunk by chunk while streaming)",
@@ -299,35 +275,66 @@ async fn reset_mongo(
             "{name} is a mongodb source: only --to current is supported (resume tokens are opaque; copying again is how to recover)"
         ));
     }
+    save_reset(config, source, |previous| {
+        let mut snapshot = previous
+            .and_then(|c| c.snapshot.clone())
+            .unwrap_or_default();
+        for table in snapshot.tables.clone() {
+            snapshot.enqueue(&table, SnapshotKind::Initial);
+        }
+        snapshot.done.clear();
+        Reset {
+            // Copy rows are placed after the last durable change.
+            last_position: previous.and_then(|c| c.last_position),
+            resume: None,
+            snapshot: Some(snapshot),
+        }
+    })
+    .await?;
+    Ok(format!(
+        "{name}: checkpoint reset; the next run copies every collection again (each emptied in the lake first) and streams from the cluster time taken before the copy"
+    ))
+}
+
+/// What a reset changes in a source's checkpoint.
+struct Reset {
+    last_position: Option<Position>,
+    resume: Option<ResumePoint>,
+    snapshot: Option<SnapshotState>,
+}
+
+/// Writes the checkpoint a reset leads to (`reset` sees the current one),
+/// keeping the manifest sequence where the lake is.
+async fn save_reset(
+    config: &Config,
+    source: &SourceConfig,
+    reset: impl FnOnce(Option<&Checkpoint>) -> Reset,
+) -> Result<(), String> {
+    let name = source.name();
     let store = store_for(config, source)?;
-    let manifests = ManifestWriter::new(store.clone(), name);
-    let latest = manifests.latest().await.map_err(|e| e.to_string())?;
-    let checkpoints = CheckpointStore::new(store.clone(), name);
+    let latest = ManifestWriter::new(store.clone(), name)
+        .latest()
+        .await
+        .map_err(|e| e.to_string())?;
+    let checkpoints = CheckpointStore::new(store, name);
     let previous = checkpoints.load().await.map_err(|e| e.to_string())?;
-    let mut snapshot = previous
-        .as_ref()
-        .and_then(|c| c.snapshot.clone())
-        .unwrap_or_default();
-    for table in snapshot.tables.clone() {
-        snapshot.enqueue(&table, crate::snapshot::SnapshotKind::Initial);
-    }
-    snapshot.done.clear();
+    let Reset {
+        last_position,
+        resume,
+        snapshot,
+    } = reset(previous.as_ref());
     let checkpoint = Checkpoint {
         checkpoint_version: CHECKPOINT_VERSION,
         source: name.to_string(),
         manifest_seq: latest.map(|m| m.seq).unwrap_or(0),
-        // Copy rows are placed after the last durable change.
-        last_position: previous.as_ref().and_then(|c| c.last_position),
-        resume: None,
+        last_position,
+        resume,
         txn_complete: true,
-        snapshot: Some(snapshot),
+        snapshot,
         updated_at: chrono::Utc::now().to_rfc3339(),
     };
     checkpoints
         .save(&checkpoint)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(format!(
-        "{name}: checkpoint reset; the next run copies every collection again (each emptied in the lake first) and streams from the cluster time taken before the copy"
-    ))
+        .map_err(|e| e.to_string())
 }

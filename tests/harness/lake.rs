@@ -27,6 +27,21 @@ pub fn read_checkpoint(lake_root: &Path, source: &str) -> Option<Json> {
     }))
 }
 
+/// Whether a checkpoint records a table whose snapshot is under way (a
+/// pending entry with a cursor: some chunks are durable, not all).
+pub fn snapshot_under_way(checkpoint: &Json) -> bool {
+    checkpoint["snapshot"]["pending"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|t| !t["cursor"].is_null()))
+}
+
+/// Whether a checkpoint has no snapshot pending.
+pub fn snapshots_done(checkpoint: &Json) -> bool {
+    checkpoint["snapshot"]["pending"]
+        .as_array()
+        .is_none_or(|p| p.is_empty())
+}
+
 /// `last_position.commit_lsn` of a checkpoint (or of a manifest's embedded
 /// checkpoint).
 pub fn checkpoint_commit_lsn(checkpoint: &Json) -> Option<u64> {

@@ -20,8 +20,10 @@ use tokio::task::JoinSet;
 use tributary_mongodb::bson::{Bson, Document};
 use tributary_mongodb::mongodb::Client;
 use tributary_mongodb::{
-    IdRange, MongoError, ScanConsistency, extended_json_value, scan_range, split_id_ranges,
+    IdRange, RangeScan, ScanConsistency, extended_json_value, scan_range, split_id_ranges,
 };
+
+use super::document_row::bson_from_extended_json;
 
 use crate::snapshot::ChunkCursor;
 use crate::source::SourceError;
@@ -68,7 +70,7 @@ impl CollectionCopy {
         let ranges = match cursor {
             None => split_id_ranges(&handle, parallelism)
                 .await
-                .map_err(source_error)?,
+                .map_err(SourceError::from)?,
             Some(cursor) => decode_ranges(cursor).ok_or_else(|| {
                 SourceError::definite(format!(
                     "snapshot cursor {cursor:?} of {database}.{collection} cannot be read; reset the checkpoint (--to current) to copy again"
@@ -135,19 +137,9 @@ async fn read_range(
 ) -> Result<(), SourceError> {
     let mut scan = scan_range(collection, range, batch, ScanConsistency::Majority)
         .await
-        .map_err(source_error)?;
+        .map_err(SourceError::from)?;
     loop {
-        let mut documents = Vec::with_capacity(batch as usize);
-        let mut done = false;
-        while documents.len() < batch as usize {
-            match scan.next_document().await.map_err(source_error)? {
-                Some(document) => documents.push(document),
-                None => {
-                    done = true;
-                    break;
-                }
-            }
-        }
+        let (documents, done) = read_batch(&mut scan, batch).await?;
         if send
             .send(Ok(RangeBatch {
                 range: index,
@@ -189,10 +181,7 @@ fn decode_ranges(cursor: &ChunkCursor) -> Option<Vec<IdRange>> {
     let ChunkCursor::KeyAfter { values } = cursor else {
         return None;
     };
-    let id = |v: &serde_json::Value| -> Option<Bson> {
-        let json: serde_json::Value = serde_json::from_str(v.as_str()?).ok()?;
-        Bson::try_from(json).ok()
-    };
+    let id = |v: &serde_json::Value| bson_from_extended_json(v.as_str()?);
     values
         .iter()
         .map(|text| {
@@ -233,23 +222,30 @@ pub async fn read_chunk_at(
     let handle = client.database(database).collection::<Document>(collection);
     let mut scan = scan_range(&handle, &range, batch, ScanConsistency::SnapshotAt(at))
         .await
-        .map_err(source_error)?;
-    let mut documents = Vec::new();
+        .map_err(SourceError::from)?;
+    let (documents, done) = read_batch(&mut scan, batch).await?;
+    let next = match (done, scan.last_id()) {
+        (false, Some(id)) => Some(ChunkCursor::KeyAfter {
+            values: vec![extended_json_value(id)],
+        }),
+        _ => None,
+    };
+    Ok(CopyBatch { documents, next })
+}
+
+/// Up to `batch` documents of `scan`, and whether it reached its end.
+async fn read_batch(
+    scan: &mut RangeScan,
+    batch: u32,
+) -> Result<(Vec<Document>, bool), SourceError> {
+    let mut documents = Vec::with_capacity(batch as usize);
     while documents.len() < batch as usize {
-        match scan.next_document().await.map_err(source_error)? {
+        match scan.next_document().await.map_err(SourceError::from)? {
             Some(document) => documents.push(document),
-            None => {
-                return Ok(CopyBatch {
-                    documents,
-                    next: None,
-                });
-            }
+            None => return Ok((documents, true)),
         }
     }
-    let next = scan.last_id().map(|id| ChunkCursor::KeyAfter {
-        values: vec![tributary_mongodb::extended_json_value(id)],
-    });
-    Ok(CopyBatch { documents, next })
+    Ok((documents, false))
 }
 
 /// The `_id` a cursor holds (canonical Extended JSON).
@@ -257,20 +253,7 @@ fn cursor_id(cursor: &ChunkCursor) -> Option<Bson> {
     let ChunkCursor::KeyAfter { values } = cursor else {
         return None;
     };
-    let json: serde_json::Value = serde_json::from_str(values.first()?).ok()?;
-    Bson::try_from(json).ok()
-}
-
-pub fn source_error(error: MongoError) -> SourceError {
-    if error.is_transient() {
-        SourceError::Transient {
-            message: error.to_string(),
-        }
-    } else {
-        SourceError::Definite {
-            message: error.to_string(),
-        }
-    }
+    bson_from_extended_json(values.first()?)
 }
 
 #[cfg(test)]

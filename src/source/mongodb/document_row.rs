@@ -244,6 +244,13 @@ pub fn bson_value(ty: &FieldType, value: &Bson) -> Option<Value> {
     })
 }
 
+/// A value back from its canonical Extended JSON text (cursors, resume
+/// tokens).
+pub fn bson_from_extended_json(text: &str) -> Option<Bson> {
+    let json: serde_json::Value = serde_json::from_str(text).ok()?;
+    Bson::try_from(json).ok()
+}
+
 /// 16 bytes as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 fn uuid_text(bytes: &[u8]) -> Option<String> {
     if bytes.len() != 16 {

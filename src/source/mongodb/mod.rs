@@ -52,8 +52,10 @@ use crate::schema::{TableSchema, subject_name};
 use crate::snapshot::{ChunkCursor, SnapshotKind, SnapshotState};
 use crate::snapshot_request::{REQUEST_POLL_INTERVAL, SnapshotRequests};
 use crate::source::{Source, SourceError, SourceEvent};
-use collection_copy::{CollectionCopy, source_error};
-use document_row::{ColumnIds, document_row, key_row, shape_of, table_schema};
+use collection_copy::CollectionCopy;
+use document_row::{
+    ColumnIds, bson_from_extended_json, document_row, key_row, shape_of, table_schema,
+};
 
 /// The `_xid` of a multi-document transaction's events: a transaction is
 /// its session (`lsid`) and the session's `txnNumber`, so the id is the
@@ -68,6 +70,20 @@ pub fn transaction_id(txn: &TxnId) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first) >> 1
+}
+
+impl From<MongoError> for SourceError {
+    fn from(error: MongoError) -> SourceError {
+        if error.is_transient() {
+            SourceError::Transient {
+                message: error.to_string(),
+            }
+        } else {
+            SourceError::Definite {
+                message: error.to_string(),
+            }
+        }
+    }
 }
 
 /// `seconds << 32 | increment`.
@@ -104,7 +120,7 @@ pub async fn connect(config: &MongoSourceConfig) -> Result<Client, SourceError> 
         );
     }
     Client::with_options(options).map_err(|e| {
-        source_error(MongoError::from_driver(
+        SourceError::from(MongoError::from_driver(
             e,
             &format!("connecting to {}", config.describe()),
         ))
@@ -126,7 +142,7 @@ pub async fn preflight(
 ) -> Result<PreflightReport, SourceError> {
     let report = tributary_mongodb::preflight(client, &config.database, &config.collections)
         .await
-        .map_err(source_error)?;
+        .map_err(SourceError::from)?;
     let mut out = PreflightReport::default();
     for problem in report.problems(mode(config)) {
         match problem {
@@ -242,7 +258,7 @@ impl MongoSource {
                     .list_collection_names()
                     .await
                     .map_err(|e| {
-                        source_error(MongoError::from_driver(e, "listing the collections"))
+                        SourceError::from(MongoError::from_driver(e, "listing the collections"))
                     })?;
                 names.retain(|n| !n.starts_with("system."));
                 names.sort();
@@ -325,7 +341,7 @@ impl MongoSource {
             None => {
                 let now = tributary_mongodb::cluster_time(&source.client)
                     .await
-                    .map_err(source_error)?;
+                    .map_err(SourceError::from)?;
                 ResumePoint::Mongo {
                     token: None,
                     cluster_time: pack(now),
@@ -558,7 +574,7 @@ impl MongoSource {
                     open_stream(&self.client, &self.config, &self.last_resume).await?,
                 ));
             }
-            Err(e) => return Err(source_error(e)),
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     }
@@ -750,7 +766,7 @@ impl MongoSource {
         }
         let at = tributary_mongodb::cluster_time(&self.client)
             .await
-            .map_err(source_error)?;
+            .map_err(SourceError::from)?;
         let batch = collection_copy::read_chunk_at(
             &self.client,
             &self.config.database,
@@ -841,12 +857,9 @@ async fn open_stream(
         ResumePoint::Mongo {
             token: Some(token), ..
         } => {
-            let json: serde_json::Value = serde_json::from_str(token).map_err(|e| {
-                SourceError::definite(format!("checkpoint resume token {token} is not JSON ({e})"))
-            })?;
-            let Ok(Bson::Document(token)) = Bson::try_from(json) else {
+            let Some(Bson::Document(token)) = bson_from_extended_json(token) else {
                 return Err(SourceError::definite(format!(
-                    "checkpoint resume token {token} is not a document"
+                    "checkpoint resume token {token} is not an Extended JSON document; fix or reset the checkpoint"
                 )));
             };
             StartAt::After(token)
@@ -860,7 +873,7 @@ async fn open_stream(
     stream.full_document = mode(config);
     let opened = MongoChangeStream::open(client, &stream)
         .await
-        .map_err(source_error)?;
+        .map_err(SourceError::from)?;
     tracing::info!(source = %config.name, target = %stream.target(), start = %from, "change stream opened");
     Ok(opened)
 }

@@ -125,11 +125,10 @@ pub struct MysqlSource {
     /// Incremental snapshot chunks (requested, after a rewriting DDL, or
     /// an interrupted initial copy continued).
     chunks: IncrementalChunks,
-    /// Where the stream is (end of the last transaction or heartbeat).
-    stream_at: BinlogFile,
     /// Where the last transaction the stream read began.
     last_begin: Option<BinlogFile>,
-    /// The resume point matching `stream_at`.
+    /// Where the stream is (end of the last transaction or heartbeat) and
+    /// how to resume there.
     last_resume: MysqlResume,
     requests: SnapshotRequests,
     next_request_poll: Instant,
@@ -263,7 +262,6 @@ impl MysqlSource {
         let mut source = MysqlSource {
             flavor: report.flavor,
             chunks: IncrementalChunks::new(checkpoint.and_then(|c| c.last_position)),
-            stream_at: start.file.clone(),
             last_begin: None,
             last_resume: start.clone(),
             requests: SnapshotRequests::new(registry.store().clone(), &config.name),
@@ -439,7 +437,6 @@ impl MysqlSource {
             MysqlEvent::Query { .. } => unreachable!("handled above"),
             MysqlEvent::Commit { resume, .. } => {
                 self.txn = None;
-                self.stream_at = resume.file.clone();
                 self.last_resume = resume.clone();
                 self.pending.push_back(SourceEvent::Commit {
                     resume: ResumePoint::Mysql(resume),
@@ -447,8 +444,7 @@ impl MysqlSource {
             }
             MysqlEvent::Heartbeat { resume } => {
                 if self.txn.is_none() {
-                    if resume.file > self.stream_at {
-                        self.stream_at = resume.file.clone();
+                    if resume.file > self.last_resume.file {
                         self.last_resume = resume.clone();
                     }
                     self.pending.push_back(SourceEvent::Idle {
@@ -466,7 +462,7 @@ impl MysqlSource {
     async fn snapshot_step(&mut self) -> Result<bool, SourceError> {
         if let Some(chunk) = self
             .chunks
-            .take_ready(&self.stream_at, self.last_begin.as_ref())
+            .take_ready(&self.last_resume.file, self.last_begin.as_ref())
         {
             self.emit_chunk(chunk);
             return Ok(true);
@@ -510,7 +506,7 @@ impl MysqlSource {
         }
         match self
             .chunks
-            .take_ready(&self.stream_at, self.last_begin.as_ref())
+            .take_ready(&self.last_resume.file, self.last_begin.as_ref())
         {
             Some(chunk) => {
                 self.emit_chunk(chunk);
@@ -697,6 +693,9 @@ impl MysqlSource {
     /// a captured table that cannot be understood stops the source.
     async fn on_statement(&mut self, default_db: &str, sql: &str) -> Result<(), SourceError> {
         let ddl = tributary_mysql::ddl::classify(default_db, sql);
+        if ddl == DdlEvent::NotDdl {
+            return Ok(());
+        }
         let configured: Vec<(String, String)> = self.config.table_list();
         let is_configured = |t: &TableName| {
             configured
